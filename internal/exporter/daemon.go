@@ -1,0 +1,56 @@
+package exporter
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RegisterBuildInfo registers fleetd_build_info{version,revision,goversion} = 1.
+func RegisterBuildInfo(reg prometheus.Registerer, version, revision string) error {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "fleetd_build_info",
+		Help:        "fleetd build information, value 1.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return reg.Register(g)
+}
+
+// ConfigReload tracks the outcome of the last configuration (re)load.
+type ConfigReload struct {
+	ok   prometheus.Gauge
+	when prometheus.Gauge
+}
+
+// NewConfigReload registers fleetd_config_last_reload_successful (and the
+// time of the last successful load) with reg.
+func NewConfigReload(reg prometheus.Registerer) (*ConfigReload, error) {
+	c := &ConfigReload{
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fleetd_config_last_reload_successful",
+			Help: "1 if the last configuration load or reload succeeded.",
+		}),
+		when: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fleetd_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful configuration load or reload.",
+		}),
+	}
+	for _, m := range []prometheus.Collector{c.ok, c.when} {
+		if err := reg.Register(m); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Record records a load or reload outcome at t.
+func (c *ConfigReload) Record(ok bool, t time.Time) {
+	c.ok.Set(b2f(ok))
+	if ok {
+		c.when.Set(unix(t))
+	}
+}
+
+func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

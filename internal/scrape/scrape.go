@@ -1,0 +1,442 @@
+// Package scrape walks the fleet on a schedule: every Bikeep location's
+// devices and every COPRI operator's open rentals. Each walk feeds the fault
+// tracker and publishes a new immutable Snapshot, swapped in atomically, that
+// the exporter, the status page and the remediation engine read.
+//
+// One failing location or operator never blanks the others: each keeps its
+// last good data until health.stale_after, after which its data drops out
+// while its failure stays visible.
+package scrape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/clients/copri"
+	"github.com/fleetd/fleetd/internal/health"
+)
+
+// DeviceAPI is the part of the Bikeep client a device walk needs.
+type DeviceAPI interface {
+	ListLocations(ctx context.Context) ([]bikeep.Location, error)
+	ListLocationDevices(ctx context.Context, locationID string) ([]bikeep.Device, error)
+}
+
+// RentalAPI is the part of a COPRI client a rental walk needs. The client
+// manages its own session (login, reuse, one re-login).
+type RentalAPI interface {
+	UserBikesOccupied(ctx context.Context) ([]copri.Rental, error)
+	BikesAll(ctx context.Context) ([]copri.Bike, error)
+}
+
+// Operator is one COPRI backend to walk.
+type Operator struct {
+	Name     string
+	API      RentalAPI
+	BikesAll bool
+	Match    health.Match
+	// RequestTimeout bounds each request of the walk; 0 means no extra bound.
+	RequestTimeout time.Duration
+}
+
+// Options configure a Scraper.
+type Options struct {
+	Devices DeviceAPI
+	// LocationIDs is the configured list of locations; empty means discover
+	// them through the Location API on every walk.
+	LocationIDs []string
+	// Concurrency bounds the device-list requests in flight.
+	Concurrency int
+	// RequestTimeout bounds each device-list request, retries included.
+	RequestTimeout time.Duration
+	Operators      []Operator
+	Health         health.Params
+	// StaleAfter is how long a location's or operator's last good data is
+	// reported after its walks started failing.
+	StaleAfter time.Duration
+	// OnDeviceWalk, if set, is called with the new snapshot after every
+	// completed device walk, in the walk's goroutine.
+	OnDeviceWalk func(ctx context.Context, s *Snapshot)
+	// Now is the clock; time.Now when nil.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Scraper runs device and rental walks and holds the latest Snapshot.
+type Scraper struct {
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+
+	// mu serialises the state changes of device and rental walks, which run
+	// on separate schedules and may overlap each other (never themselves).
+	mu        sync.Mutex
+	tracker   *health.Tracker
+	sources   map[string]*SourceStatus
+	locations map[string]*LocationStatus
+	operators map[string]*OperatorStatus
+
+	snap         atomic.Pointer[Snapshot]
+	deviceWalked atomic.Bool
+}
+
+// New returns a Scraper. It performs no I/O.
+func New(opts Options) (*Scraper, error) {
+	if opts.Devices == nil {
+		return nil, errors.New("scrape: Options.Devices is required")
+	}
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	seen := map[string]bool{}
+	for _, op := range opts.Operators {
+		if op.Name == "" || op.API == nil {
+			return nil, errors.New("scrape: every operator needs a name and an API")
+		}
+		if seen[op.Name] {
+			return nil, fmt.Errorf("scrape: duplicate operator %q", op.Name)
+		}
+		seen[op.Name] = true
+	}
+	s := &Scraper{
+		opts:      opts,
+		log:       opts.Logger,
+		now:       opts.Now,
+		tracker:   health.NewTracker(opts.Health),
+		sources:   map[string]*SourceStatus{SourceBikeep: {Name: SourceBikeep}},
+		locations: map[string]*LocationStatus{},
+		operators: map[string]*OperatorStatus{},
+	}
+	for _, op := range opts.Operators {
+		name := CopriSource(op.Name)
+		s.sources[name] = &SourceStatus{Name: name}
+		s.operators[op.Name] = &OperatorStatus{Name: op.Name, BikesAll: op.BikesAll}
+	}
+	for _, id := range opts.LocationIDs {
+		s.locations[id] = &LocationStatus{ID: id}
+	}
+	s.mu.Lock()
+	s.publishLocked()
+	s.mu.Unlock()
+	return s, nil
+}
+
+// Snapshot returns the latest snapshot; never nil.
+func (s *Scraper) Snapshot() *Snapshot { return s.snap.Load() }
+
+// Ready reports whether the first device walk has completed.
+func (s *Scraper) Ready() bool { return s.deviceWalked.Load() }
+
+type locationResult struct {
+	id      string
+	devices []bikeep.Device
+	err     error
+	// partial is a decode problem with some devices; the others are good.
+	partial error
+}
+
+// WalkDevices walks every location once and publishes a new snapshot. The
+// returned error describes a failed source (discovery failed or every
+// location failed); single failing locations are reported in the snapshot.
+func (s *Scraper) WalkDevices(ctx context.Context) error {
+	start := s.now()
+	ids, discovered, discErr := s.discover(ctx)
+	results := s.fetchLocations(ctx, ids)
+	end := s.now()
+	snap, walkErr := s.applyDeviceWalk(start, end, results, discovered, discErr)
+	s.deviceWalked.Store(true)
+	if s.opts.OnDeviceWalk != nil {
+		// Device walks never overlap, so subscribers see snapshots in order.
+		s.opts.OnDeviceWalk(ctx, snap)
+	}
+	return walkErr
+}
+
+func (s *Scraper) applyDeviceWalk(start, end time.Time, results []locationResult, discovered map[string]bikeep.Location, discErr error) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	failed := 0
+	for _, r := range results {
+		loc := s.locations[r.id]
+		if loc == nil {
+			loc = &LocationStatus{ID: r.id}
+			s.locations[r.id] = loc
+		}
+		if r.err != nil {
+			failed++
+			loc.Up = false
+			loc.LastError = r.err.Error()
+			s.log.Warn("location walk failed", "location_id", r.id, "err", r.err)
+			continue
+		}
+		if r.partial != nil {
+			s.log.Warn("location walk decoded only part of the devices", "location_id", r.id, "err", r.partial)
+		}
+		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, end, "", false
+		loc.Devices = r.devices
+		s.tracker.ObserveLocation(end, r.id, r.devices)
+	}
+	if discovered != nil {
+		for id := range s.locations {
+			if _, ok := discovered[id]; !ok {
+				// Gone from the Location API: no longer ours to report.
+				s.tracker.ForgetLocation(id)
+				delete(s.locations, id)
+			}
+		}
+		for id, l := range discovered {
+			s.locations[id].Name, s.locations[id].Type = l.Name, l.Type
+		}
+	}
+	for id, loc := range s.locations {
+		if !loc.Up && loc.Devices != nil && end.Sub(loc.LastSuccess) > s.opts.StaleAfter {
+			s.log.Warn("location data is stale, no longer reported", "location_id", id, "last_success", loc.LastSuccess)
+			loc.Stale, loc.Devices = true, nil
+			s.tracker.ForgetLocation(id)
+		}
+	}
+
+	var walkErr error
+	switch {
+	case discErr != nil:
+		walkErr = fmt.Errorf("discover locations: %w", discErr)
+	case len(results) > 0 && failed == len(results):
+		walkErr = fmt.Errorf("all %d locations failed", failed)
+	}
+	s.recordWalkLocked(SourceBikeep, start, end, walkErr)
+	if failed > 0 {
+		s.log.Info("device walk finished with failures", "locations", len(results), "failed", failed, "duration", end.Sub(start))
+	} else {
+		s.log.Debug("device walk finished", "locations", len(results), "duration", end.Sub(start))
+	}
+	return s.publishLocked(), walkErr
+}
+
+// discover returns the ids to walk. When discovery is on and succeeds, the
+// discovered locations are returned too; when it fails, the previously known
+// locations are walked so a Location API outage does not blind fleetd.
+func (s *Scraper) discover(ctx context.Context) ([]string, map[string]bikeep.Location, error) {
+	if len(s.opts.LocationIDs) > 0 {
+		return s.opts.LocationIDs, nil, nil
+	}
+	rctx, cancel := s.requestContext(ctx, s.opts.RequestTimeout)
+	locs, err := s.opts.Devices.ListLocations(rctx)
+	cancel()
+	if err != nil {
+		s.log.Warn("location discovery failed; walking the locations known before", "err", err)
+		s.mu.Lock()
+		ids := make([]string, 0, len(s.locations))
+		for id := range s.locations {
+			ids = append(ids, id)
+		}
+		s.mu.Unlock()
+		sort.Strings(ids)
+		return ids, nil, err
+	}
+	found := make(map[string]bikeep.Location, len(locs))
+	ids := make([]string, 0, len(locs))
+	for _, l := range locs {
+		if l.ID == "" {
+			continue
+		}
+		if _, dup := found[l.ID]; !dup {
+			ids = append(ids, l.ID)
+		}
+		found[l.ID] = l
+	}
+	s.mu.Lock()
+	for id := range found {
+		if s.locations[id] == nil {
+			s.locations[id] = &LocationStatus{ID: id}
+		}
+	}
+	s.mu.Unlock()
+	return ids, found, nil
+}
+
+func (s *Scraper) requestContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// fetchLocations gets every location's devices with bounded concurrency.
+func (s *Scraper) fetchLocations(ctx context.Context, ids []string) []locationResult {
+	results := make([]locationResult, len(ids))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	workers := min(s.opts.Concurrency, len(ids))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				results[i] = s.fetchLocation(ctx, ids[i])
+			}
+		}()
+	}
+	for i := range ids {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return results
+}
+
+func (s *Scraper) fetchLocation(ctx context.Context, id string) (r locationResult) {
+	r.id = id
+	// A panic in a worker goroutine would escape the scheduler's recovery and
+	// end the process; make it this location's failure instead.
+	defer func() {
+		if p := recover(); p != nil {
+			r.devices, r.err = nil, fmt.Errorf("panic while walking location: %v", p)
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		r.err = err
+		return r
+	}
+	rctx, cancel := s.requestContext(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	devices, err := s.opts.Devices.ListLocationDevices(rctx, id)
+	var partial *bikeep.PartialDecodeError
+	switch {
+	case errors.As(err, &partial):
+		r.devices, r.partial = devices, err
+	case err != nil:
+		r.err = err
+	default:
+		r.devices = devices
+	}
+	return r
+}
+
+type operatorResult struct {
+	rentals []copri.Rental
+	bikes   []copri.Bike
+	err     error
+}
+
+// WalkRentals walks every COPRI operator once and publishes a new snapshot.
+// The returned error joins the failures of the operators that failed.
+func (s *Scraper) WalkRentals(ctx context.Context) error {
+	if len(s.opts.Operators) == 0 {
+		return nil
+	}
+	start := s.now()
+	results := make([]operatorResult, len(s.opts.Operators))
+	var wg sync.WaitGroup
+	for i, op := range s.opts.Operators {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = s.fetchOperator(ctx, op)
+		}()
+	}
+	wg.Wait()
+	end := s.now()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for i, op := range s.opts.Operators {
+		r, st := results[i], s.operators[op.Name]
+		if r.err != nil {
+			st.Up, st.LastError = false, r.err.Error()
+			s.log.Warn("rental walk failed", "operator", op.Name, "err", r.err)
+			errs = append(errs, fmt.Errorf("operator %s: %w", op.Name, r.err))
+			if (st.Rentals != nil || st.Bikes != nil) && end.Sub(st.LastSuccess) > s.opts.StaleAfter {
+				st.Stale, st.Rentals, st.Bikes = true, nil, nil
+				s.tracker.ForgetOperator(op.Name)
+			}
+		} else {
+			st.Up, st.LastSuccess, st.LastError, st.Stale = true, end, "", false
+			st.Rentals, st.Bikes = r.rentals, r.bikes
+			s.tracker.ObserveOperator(end, op.Name, op.Match, r.rentals, r.bikes)
+		}
+		s.recordWalkLocked(CopriSource(op.Name), start, end, r.err)
+	}
+	s.publishLocked()
+	return errors.Join(errs...)
+}
+
+func (s *Scraper) fetchOperator(ctx context.Context, op Operator) (r operatorResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			r = operatorResult{err: fmt.Errorf("panic while walking operator: %v", p)}
+		}
+	}()
+	rctx, cancel := s.requestContext(ctx, op.RequestTimeout)
+	defer cancel()
+	r.rentals, r.err = op.API.UserBikesOccupied(rctx)
+	if r.err != nil {
+		r.err = fmt.Errorf("user_bikes_occupied: %w", r.err)
+		return r
+	}
+	if r.rentals == nil {
+		r.rentals = []copri.Rental{}
+	}
+	if op.BikesAll {
+		bctx, bcancel := s.requestContext(ctx, op.RequestTimeout)
+		defer bcancel()
+		r.bikes, r.err = op.API.BikesAll(bctx)
+		if r.err != nil {
+			r.err = fmt.Errorf("bikes_all: %w", r.err)
+		}
+	}
+	return r
+}
+
+func (s *Scraper) recordWalkLocked(source string, start, end time.Time, err error) {
+	st := s.sources[source]
+	st.Walked = true
+	st.Walks++
+	st.LastDuration = end.Sub(start)
+	if err != nil {
+		st.Up = false
+		st.Failures++
+		st.LastError = err.Error()
+		return
+	}
+	st.Up, st.LastSuccess, st.LastError = true, end, ""
+}
+
+// publishLocked builds and stores a new snapshot from the current state.
+func (s *Scraper) publishLocked() *Snapshot {
+	snap := &Snapshot{
+		Taken:        s.now(),
+		Sources:      make([]SourceStatus, 0, len(s.sources)),
+		Locations:    make([]LocationStatus, 0, len(s.locations)),
+		Operators:    make([]OperatorStatus, 0, len(s.operators)),
+		Faults:       s.tracker.Faults(),
+		RentalFaults: s.tracker.RentalFaults(),
+	}
+	for _, st := range s.sources {
+		snap.Sources = append(snap.Sources, *st)
+	}
+	for _, l := range s.locations {
+		snap.Locations = append(snap.Locations, *l)
+	}
+	for _, o := range s.operators {
+		snap.Operators = append(snap.Operators, *o)
+	}
+	sort.Slice(snap.Sources, func(i, j int) bool { return snap.Sources[i].Name < snap.Sources[j].Name })
+	sort.Slice(snap.Locations, func(i, j int) bool { return snap.Locations[i].ID < snap.Locations[j].ID })
+	sort.Slice(snap.Operators, func(i, j int) bool { return snap.Operators[i].Name < snap.Operators[j].Name })
+	s.snap.Store(snap)
+	return snap
+}

@@ -64,6 +64,9 @@ type Options struct {
 	// OnDeviceWalk, if set, is called with the new snapshot after every
 	// completed device walk, in the walk's goroutine.
 	OnDeviceWalk func(ctx context.Context, s *Snapshot)
+	// OnPublish, if set, is called with every snapshot a walk publishes
+	// (device or rental), in the walk's goroutine, before OnDeviceWalk.
+	OnPublish func(s *Snapshot)
 	// Now is the clock; time.Now when nil.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -157,6 +160,9 @@ func (s *Scraper) WalkDevices(ctx context.Context) error {
 	results := s.fetchLocations(ctx, ids)
 	end := s.now()
 	snap, walkErr := s.applyDeviceWalk(start, end, results, discovered, discErr)
+	if s.opts.OnPublish != nil {
+		s.opts.OnPublish(snap)
+	}
 	s.deviceWalked.Store(true)
 	if s.opts.OnDeviceWalk != nil {
 		// Device walks never overlap, so subscribers see snapshots in order.
@@ -339,6 +345,12 @@ func (s *Scraper) WalkRentals(ctx context.Context) error {
 	}
 	start := s.now()
 	results := make([]operatorResult, len(s.opts.Operators))
+	var snap *Snapshot
+	defer func() {
+		if snap != nil && s.opts.OnPublish != nil {
+			s.opts.OnPublish(snap)
+		}
+	}()
 	var wg sync.WaitGroup
 	for i, op := range s.opts.Operators {
 		wg.Add(1)
@@ -370,7 +382,7 @@ func (s *Scraper) WalkRentals(ctx context.Context) error {
 		}
 		s.recordWalkLocked(CopriSource(op.Name), start, end, r.err)
 	}
-	s.publishLocked()
+	snap = s.publishLocked()
 	return errors.Join(errs...)
 }
 

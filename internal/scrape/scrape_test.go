@@ -76,7 +76,7 @@ func device(id, loc string, h bikeep.Health) bikeep.Device {
 		ID: id, Alias: "A-" + id, Type: bikeep.TypeLocker, Location: &bikeep.Ref{ID: loc},
 		HeartbeatV2:   &bikeep.HeartbeatV2{Health: h},
 		HardwareState: bikeep.HardwareNormal, LockState: bikeep.LockLocked,
-		State:         &bikeep.DeviceState{Value: bikeep.StateLocked},
+		State: &bikeep.DeviceState{Value: bikeep.StateLocked},
 	}
 }
 

@@ -24,7 +24,10 @@ type Options struct {
 	// --web.systemd-socket.
 	Flags         *toolkit.FlagConfig
 	TelemetryPath string
-	Gatherer      prometheus.Gatherer
+	// Metrics serves the telemetry path; when nil, Gatherer is served
+	// through promhttp.
+	Metrics  http.Handler
+	Gatherer prometheus.Gatherer
 	// Registerer receives promhttp's own handler metrics; may be nil.
 	Registerer prometheus.Registerer
 	// Ready reports whether fleetd has completed its first device walk.
@@ -49,8 +52,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Flags == nil || opts.Flags.WebListenAddresses == nil || len(*opts.Flags.WebListenAddresses) == 0 {
 		return nil, errors.New("web: no listen address")
 	}
-	if opts.Gatherer == nil {
-		return nil, errors.New("web: Gatherer is required")
+	if opts.Gatherer == nil && opts.Metrics == nil {
+		return nil, errors.New("web: Metrics or Gatherer is required")
 	}
 	if opts.TelemetryPath == "" {
 		opts.TelemetryPath = "/metrics"
@@ -78,12 +81,15 @@ func New(opts Options) (*Server, error) {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	var metrics http.Handler = promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelError),
-		ErrorHandling:     promhttp.ContinueOnError,
-		EnableOpenMetrics: true,
-		Timeout:           30 * time.Second,
-	})
+	metrics := s.opts.Metrics
+	if metrics == nil {
+		metrics = promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelError),
+			ErrorHandling:     promhttp.ContinueOnError,
+			EnableOpenMetrics: true,
+			Timeout:           30 * time.Second,
+		})
+	}
 	if s.opts.Registerer != nil {
 		metrics = promhttp.InstrumentMetricHandler(s.opts.Registerer, metrics)
 	}

@@ -1,0 +1,139 @@
+package exporter
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/fleetd/fleetd/internal/scrape"
+)
+
+// Handler serves /metrics: the daemon's registry (Go, process, API metrics)
+// gathered and encoded on every scrape, followed by the fleet metrics of the
+// current snapshot, which are gathered and encoded once per snapshot and
+// format. A 100,000-device fleet is tens of thousands of series that change
+// only once per walk; re-checking, sorting and encoding them on every scrape
+// would cost over 100 ms (docs/performance.md), splicing them costs a copy.
+//
+// Responses are not compressed: compressing megabytes per scrape would cost
+// more than the copy saves on the local networks Prometheus scrapes over.
+type Handler struct {
+	reg       prometheus.Gatherer
+	src       SnapshotSource
+	perDevice bool
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	forSnap *scrape.Snapshot
+	encoded map[expfmt.Format][]byte
+	// formats are those scrapers asked for so far; Warm encodes them ahead.
+	formats map[expfmt.Format]bool
+}
+
+// NewHandler returns the /metrics handler. reg must not also carry the fleet
+// Collector, or its families would appear twice.
+func NewHandler(reg prometheus.Gatherer, src SnapshotSource, perDevice bool, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{reg: reg, src: src, perDevice: perDevice, log: log,
+		formats: map[expfmt.Format]bool{expfmt.NewFormat(expfmt.TypeTextPlain): true}}
+}
+
+// Warm encodes snap in every format scraped so far, so that the first scrape
+// after a walk does not pay for it. Call it when a snapshot is published.
+func (h *Handler) Warm(snap *scrape.Snapshot) {
+	h.mu.Lock()
+	formats := make([]expfmt.Format, 0, len(h.formats))
+	for f := range h.formats {
+		formats = append(formats, f)
+	}
+	h.mu.Unlock()
+	for _, f := range formats {
+		if _, err := h.encode(snap, f); err != nil {
+			h.log.Error("fleet metrics unavailable", "err", err)
+		}
+	}
+}
+
+// fleetEncoded returns the fleet metrics of the current snapshot in format.
+func (h *Handler) fleetEncoded(format expfmt.Format) ([]byte, error) {
+	h.mu.Lock()
+	h.formats[format] = true
+	h.mu.Unlock()
+	return h.encode(h.src.Snapshot(), format)
+}
+
+func (h *Handler) encode(snap *scrape.Snapshot, format expfmt.Format) ([]byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if snap != h.forSnap {
+		h.forSnap, h.encoded = snap, map[expfmt.Format][]byte{}
+	}
+	if b, ok := h.encoded[format]; ok {
+		return b, nil
+	}
+	// A private registry checks and sorts the families, once per snapshot.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(NewCollector(fixedSource{snap}, h.perDevice)); err != nil {
+		return nil, err
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("gather fleet metrics: %w", err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return nil, fmt.Errorf("encode %s: %w", mf.GetName(), err)
+		}
+	}
+	// No Close: OpenMetrics' "# EOF" is written once, after the whole body.
+	h.encoded[format] = buf.Bytes()
+	return buf.Bytes(), nil
+}
+
+type fixedSource struct{ snap *scrape.Snapshot }
+
+func (f fixedSource) Snapshot() *scrape.Snapshot { return f.snap }
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultOpenMetricsAcceptedFormats()...)
+	fleet, err := h.fleetEncoded(format)
+	if err != nil {
+		h.log.Error("fleet metrics unavailable", "err", err)
+		http.Error(w, "fleet metrics unavailable: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		// Like promhttp's ContinueOnError: serve what was gathered.
+		h.log.Error("error gathering metrics", "err", err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			h.log.Error("error encoding metric family", "family", mf.GetName(), "err", err)
+		}
+	}
+	n := buf.Len()
+	if c, ok := enc.(expfmt.Closer); ok {
+		_ = c.Close() // OpenMetrics' "# EOF": goes after the fleet part
+	}
+	head, tail := buf.Bytes()[:n], buf.Bytes()[n:]
+	w.Header().Set("Content-Type", string(format))
+	w.Header().Set("Content-Length", fmt.Sprint(len(head)+len(fleet)+len(tail)))
+	for _, part := range [][]byte{head, fleet, tail} {
+		if _, err := w.Write(part); err != nil {
+			return // the scraper went away
+		}
+	}
+}

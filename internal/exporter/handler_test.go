@@ -1,0 +1,124 @@
+package exporter
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protodelim"
+)
+
+func handlerRegistry(t *testing.T) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := RegisterBuildInfo(reg, "1.0.0", "abc"); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func serve(t *testing.T, h http.Handler, accept string) (*httptest.ResponseRecorder, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body.String())
+	}
+	return w, w.Header().Get("Content-Type")
+}
+
+// The handler must serve exactly what a registry carrying both the daemon
+// metrics and the Collector would serve.
+func TestHandlerMatchesRegistry(t *testing.T) {
+	src := &staticSource{testSnapshot()}
+	h := NewHandler(handlerRegistry(t), src, true, nil)
+	w, ctype := serve(t, h, "text/plain")
+	if !strings.HasPrefix(ctype, "text/plain") {
+		t.Fatalf("content type %q", ctype)
+	}
+	want := handlerRegistry(t)
+	want.MustRegister(NewCollector(src, true))
+	got := w.Body.Bytes()
+	var names []string
+	mfs, _ := want.Gather()
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	var wantText bytes.Buffer
+	for _, mf := range mfs {
+		_ = writeText(&wantText, mf)
+	}
+	if err := testutil.GatherAndCompare(want, bytes.NewReader(got), names...); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != wantText.Len() {
+		t.Fatalf("body is %d bytes, the registry's exposition %d", len(got), wantText.Len())
+	}
+	// Every family once: the text parser rejects a second TYPE line.
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	if _, err := p.TextToMetricFamilies(bytes.NewReader(got)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHandlerFormats(t *testing.T) {
+	h := NewHandler(handlerRegistry(t), &staticSource{testSnapshot()}, false, nil)
+	t.Run("openmetrics ends with one EOF", func(t *testing.T) {
+		w, ctype := serve(t, h, "application/openmetrics-text;version=1.0.0")
+		if !strings.HasPrefix(ctype, "application/openmetrics-text") {
+			t.Fatalf("content type %q", ctype)
+		}
+		body := w.Body.String()
+		if strings.Count(body, "# EOF") != 1 || !strings.HasSuffix(body, "# EOF\n") {
+			t.Fatalf("EOF misplaced:\n%s", body[len(body)-200:])
+		}
+		if !strings.Contains(body, "fleet_device_faults{") || !strings.Contains(body, "fleetd_build_info{") {
+			t.Fatal("a part is missing")
+		}
+	})
+	t.Run("protobuf", func(t *testing.T) {
+		w, _ := serve(t, h, "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")
+		r := bytes.NewReader(w.Body.Bytes())
+		names := map[string]bool{}
+		for r.Len() > 0 {
+			var mf dto.MetricFamily
+			if err := protodelim.UnmarshalFrom(r, &mf); err != nil {
+				t.Fatal(err)
+			}
+			if names[mf.GetName()] {
+				t.Fatalf("family %s twice", mf.GetName())
+			}
+			names[mf.GetName()] = true
+		}
+		if !names["fleet_devices"] || !names["fleetd_build_info"] {
+			t.Fatalf("families = %v", names)
+		}
+	})
+}
+
+func TestHandlerFollowsSnapshots(t *testing.T) {
+	src := &staticSource{testSnapshot()}
+	h := NewHandler(handlerRegistry(t), src, false, nil)
+	w, _ := serve(t, h, "")
+	if !strings.Contains(w.Body.String(), `fault="dead"`) {
+		t.Fatal("dead fault missing")
+	}
+	next := testSnapshot()
+	next.Faults = nil
+	src.snap = next
+	w, _ = serve(t, h, "")
+	if strings.Contains(w.Body.String(), "fleet_device_fault_since_timestamp_seconds{") {
+		t.Fatal("cached exposition of an old snapshot served")
+	}
+}

@@ -1,0 +1,171 @@
+package bikeep
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// ListLocations returns the locations visible to the operator
+// (GET /location/v1/locations). A null data list is an empty result.
+func (c *Client) ListLocations(ctx context.Context) ([]Location, error) {
+	var env struct {
+		Data []Location `json:"data"`
+		URI  string     `json:"uri"`
+	}
+	cl := call{method: http.MethodGet, route: RouteLocations, path: "/location/v1/locations"}
+	if err := c.do(ctx, cl, &env); err != nil {
+		return nil, err
+	}
+	if env.Data == nil {
+		env.Data = []Location{}
+	}
+	return env.Data, nil
+}
+
+// ListLocationDevices returns the devices of a location
+// (GET /device/v1/locations/{id}/devices).
+//
+// Devices are decoded one by one so that a single malformed entry does not
+// hide the others: then the good devices are returned together with a
+// *PartialDecodeError naming the bad entries. A body that is not the list
+// envelope at all is a *DecodeError with no devices.
+func (c *Client) ListLocationDevices(ctx context.Context, locationID string) ([]Device, error) {
+	id, err := escapeID("location", locationID)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	cl := call{method: http.MethodGet, route: RouteLocationDevices, path: "/device/v1/locations/" + id + "/devices"}
+	if err := c.do(ctx, cl, &raw); err != nil {
+		return nil, err
+	}
+	return decodeDeviceList(RouteLocationDevices, raw)
+}
+
+// GetDevice returns one device (GET /device/v1/devices/{id}).
+func (c *Client) GetDevice(ctx context.Context, deviceID string) (*Device, error) {
+	id, err := escapeID("device", deviceID)
+	if err != nil {
+		return nil, err
+	}
+	var d Device
+	cl := call{method: http.MethodGet, route: RouteDevice, path: "/device/v1/devices/" + id}
+	if err := c.do(ctx, cl, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// SendCommand sends a command to a device
+// (POST /device/v1/devices/{id}/commands) and returns the created command,
+// to be polled with GetCommand.
+//
+// The POST is never retried once it may have reached the server. Errors:
+//   - *AmbiguousSendError: the request may have been executed (timeout or
+//     dropped connection after sending, 5xx, unreadable 2xx body); do not
+//     re-send blindly.
+//   - *APIError / *RateLimitError (4xx): a definite refusal; nothing happened.
+//   - anything else (invalid request, token failure, connection refused):
+//     the request never left.
+func (c *Client) SendCommand(ctx context.Context, deviceID string, req CommandRequest) (*Command, error) {
+	id, err := escapeID("device", deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if req.Command == "" {
+		return nil, errors.New("bikeep: send command: empty command name")
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("bikeep: send command: encode request: %w", err)
+	}
+	var cmd Command
+	cl := call{
+		method:   http.MethodPost,
+		route:    RouteDeviceCommands,
+		path:     "/device/v1/devices/" + id + "/commands",
+		body:     body,
+		cmd:      &req,
+		deviceID: deviceID,
+	}
+	if err := c.do(ctx, cl, &cmd); err != nil {
+		return nil, err
+	}
+	return &cmd, nil
+}
+
+// GetCommand returns a command's current state (GET /device/v1/commands/{id}).
+func (c *Client) GetCommand(ctx context.Context, commandID string) (*Command, error) {
+	id, err := escapeID("command", commandID)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	cl := call{method: http.MethodGet, route: RouteCommand, path: "/device/v1/commands/" + id}
+	if err := c.do(ctx, cl, &raw); err != nil {
+		return nil, err
+	}
+	return decodeCommand(RouteCommand, raw)
+}
+
+// decodeDeviceList decodes the {"data":[...],"uri":...} envelope, each
+// device on its own.
+func decodeDeviceList(route string, b []byte) ([]Device, error) {
+	if err := requireObject(b); err != nil {
+		return nil, &DecodeError{Route: route, Err: err}
+	}
+	var env struct {
+		Data []json.RawMessage `json:"data"`
+		URI  string            `json:"uri"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil, &DecodeError{Route: route, Err: err}
+	}
+	devs := make([]Device, 0, len(env.Data))
+	var bad []ItemError
+	for i, item := range env.Data {
+		if bytes.Equal(item, []byte("null")) {
+			bad = append(bad, ItemError{Index: i, Err: errors.New("null device")})
+			continue
+		}
+		var d Device
+		if err := json.Unmarshal(item, &d); err != nil {
+			bad = append(bad, ItemError{Index: i, ID: itemID(item), Err: err})
+			continue
+		}
+		devs = append(devs, d)
+	}
+	if len(bad) > 0 {
+		return devs, &PartialDecodeError{Route: route, Total: len(env.Data), Bad: bad}
+	}
+	return devs, nil
+}
+
+// itemID extracts a string "id" from a list entry that failed to decode,
+// sanitized because it ends up in an error string.
+func itemID(item []byte) string {
+	var v struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(item, &v) != nil {
+		return ""
+	}
+	var id string
+	if json.Unmarshal(v.ID, &id) != nil {
+		return ""
+	}
+	return sanitize(id, 64, "")
+}
+
+// decodeCommand decodes a command object.
+func decodeCommand(route string, b []byte) (*Command, error) {
+	var cmd Command
+	if err := decodeInto(route, b, &cmd); err != nil {
+		return nil, err
+	}
+	return &cmd, nil
+}

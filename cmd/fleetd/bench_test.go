@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/config"
+)
+
+// BenchmarkWalk measures one device walk of the DESIGN.md target fleet:
+// 2,000 locations × 50 devices, 20 ms per request, concurrency 32. The
+// simulator runs in a separate process so the CPU time and peak RSS reported
+// are fleetd's alone. Reported per walk: wall seconds, the ratio to the
+// latency bound (2,000 × 20 ms / 32 = 1.25 s), CPU seconds (user+system of
+// this process), and the peak RSS of the process so far.
+func BenchmarkWalk(b *testing.B) {
+	const locations, perLoc, concurrency = 2000, 50, 32
+	latency := 20 * time.Millisecond
+	url := startSimProcess(b, locations, perLoc, latency)
+
+	dir := b.TempDir()
+	yml := strings.NewReplacer("SIM", url, "LEDGER", filepath.Join(dir, "l.db")).Replace(`
+bikeep:
+  base_url: SIM
+  token_url: SIM/oauth2/token
+  client_id: fleetd-demo
+  client_secret: fleetd-demo-secret
+  concurrency: 32
+  request_timeout: 30s
+remediation:
+  ledger: LEDGER
+`)
+	cfg, err := config.Parse([]byte(yml), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := newScraper(cfg, slog.New(slog.DiscardHandler), scraperDeps{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := sc.WalkDevices(ctx); err != nil { // warm-up: token, discovery, connections
+		b.Fatal(err)
+	}
+	if n := sc.Snapshot().DeviceCount(); n != locations*perLoc {
+		b.Fatalf("walked %d devices, want %d", n, locations*perLoc)
+	}
+	bound := time.Duration(locations) * latency / concurrency
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for range b.N {
+		if err := sc.WalkDevices(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wall := time.Since(start) / time.Duration(b.N)
+	cpu := (cpuTime() - cpu0) / time.Duration(b.N)
+	b.StopTimer()
+	b.ReportMetric(wall.Seconds(), "wall-s/walk")
+	b.ReportMetric(wall.Seconds()/bound.Seconds(), "x-latency-bound")
+	b.ReportMetric(cpu.Seconds(), "cpu-s/walk")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-rss-MiB")
+	b.ReportMetric(float64(len(sc.Snapshot().Faults)), "faults")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS is the process's high-water resident set in bytes (Linux: KiB).
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Maxrss * 1024
+}
+
+// startSimProcess runs `fleetd sim` (this test binary re-executed) and
+// returns its base URL once it answers.
+func startSimProcess(b *testing.B, locations, perLoc int, latency time.Duration) string {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(os.Args[0], "sim", "--listen", addr,
+		"--locations", fmt.Sprint(locations), "--devices-per-location", fmt.Sprint(perLoc),
+		"--latency", latency.String(), "--fault-rate", "0", "--error-rate", "0", "--log.level", "error")
+	cmd.Env = append(os.Environ(), "FLEETD_TEST_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	url := "http://" + addr
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url + "/sim/v1/stats"); err == nil {
+			resp.Body.Close()
+			return url
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatalf("simulator did not start:\n%s", stderr.String())
+	return ""
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/fleetd/fleetd/internal/config"
+)
+
+// runCmd is `fleetd run`: the daemon.
+type runCmd struct {
+	configFile string
+	web        *webFlags
+	logs       *logFlags
+	stdout     io.Writer
+	stderr     io.Writer
+	// ctx, when set, replaces the signal context (tests).
+	ctx context.Context
+}
+
+func newRunCmd(app *kingpin.Application, logs *logFlags, stdout, stderr io.Writer) *runCmd {
+	c := &runCmd{logs: logs, stdout: stdout, stderr: stderr}
+	cmd := app.Command("run", "Run the daemon (default).").Default()
+	cmd.Flag("config", "Configuration file.").Short('c').Default("fleetd.yml").StringVar(&c.configFile)
+	c.web = addWebFlags(cmd, defaultListenAddress)
+	return c
+}
+
+func (c *runCmd) run() int {
+	log := c.logs.logger(c.stderr)
+	cfg, err := config.Load(c.configFile)
+	if err != nil {
+		return exitError(c.stderr, err)
+	}
+	d, err := newDaemon(cfg, c.web, log)
+	if err != nil {
+		return exitError(c.stderr, err)
+	}
+	ctx := c.ctx
+	if ctx == nil {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	if err := d.run(ctx, nil); err != nil {
+		log.Error("fleetd stopped", "err", err)
+		return 1
+	}
+	return 0
+}

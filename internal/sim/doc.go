@@ -1,0 +1,13 @@
+// Package sim simulates the two vendor backends fleetd talks to — the Bikeep
+// Parking Device and Location APIs (with their OAuth2 token endpoint) and the
+// COPRI/sharee.bike /APIjsonserver — with a seeded, deterministic fleet and
+// fault injection. It serves `fleetd demo` and `fleetd sim`, the in-process
+// end-to-end tests and the benchmarks (2,000 locations × 50 devices), so it
+// is built to be cheap: each location's device list is serialized once and
+// served from a cache until a device there changes, and fault evolution costs
+// O(changes) per Step.
+//
+// The simulator encodes its responses with its own wire structs, never with
+// the client's types, so that a JSON tag typo in a client cannot be hidden by
+// the simulator sharing it.
+package sim

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // ListLocations returns the locations visible to the operator
@@ -117,6 +118,19 @@ func (c *Client) GetCommand(ctx context.Context, commandID string) (*Command, er
 func decodeDeviceList(route string, b []byte) ([]Device, error) {
 	if err := requireObject(b); err != nil {
 		return nil, &DecodeError{Route: route, Err: err}
+	}
+	// Fast path: one decode of the whole list, which is what a healthy API
+	// sends. Only when it fails is the list split into items, so that one bad
+	// device costs its own entry and not the location's other devices.
+	var fast struct {
+		Data []*Device `json:"data"`
+	}
+	if json.Unmarshal(b, &fast) == nil && !slices.Contains(fast.Data, nil) {
+		devs := make([]Device, len(fast.Data))
+		for i, d := range fast.Data {
+			devs[i] = *d
+		}
+		return devs, nil
 	}
 	var env struct {
 		Data []json.RawMessage `json:"data"`

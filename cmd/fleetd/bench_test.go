@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,7 +72,11 @@ remediation:
 	b.ReportMetric(wall.Seconds()/bound.Seconds(), "x-latency-bound")
 	b.ReportMetric(cpu.Seconds(), "cpu-s/walk")
 	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-rss-MiB")
-	b.ReportMetric(float64(len(sc.Snapshot().Faults)), "faults")
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-heap-MiB")
+	runtime.KeepAlive(sc)
 }
 
 func cpuTime() time.Duration {

@@ -82,6 +82,7 @@ type Scraper struct {
 	// on separate schedules and may overlap each other (never themselves).
 	mu        sync.Mutex
 	tracker   *health.Tracker
+	compact   *compactor
 	sources   map[string]*SourceStatus
 	locations map[string]*LocationStatus
 	operators map[string]*OperatorStatus
@@ -119,6 +120,7 @@ func New(opts Options) (*Scraper, error) {
 		log:       opts.Logger,
 		now:       opts.Now,
 		tracker:   health.NewTracker(opts.Health),
+		compact:   newCompactor(),
 		sources:   map[string]*SourceStatus{SourceBikeep: {Name: SourceBikeep}},
 		locations: map[string]*LocationStatus{},
 		operators: map[string]*OperatorStatus{},
@@ -322,11 +324,11 @@ func (s *Scraper) fetchLocation(ctx context.Context, id string) (r locationResul
 	var partial *bikeep.PartialDecodeError
 	switch {
 	case errors.As(err, &partial):
-		r.devices, r.partial = devices, err
+		r.devices, r.partial = s.compact.devices(devices), err
 	case err != nil:
 		r.err = err
 	default:
-		r.devices = devices
+		r.devices = s.compact.devices(devices)
 	}
 	return r
 }

@@ -30,7 +30,6 @@ const shutdownGrace = 15 * time.Second
 type daemon struct {
 	log     *slog.Logger
 	cfg     *config.Config
-	reg     *prometheus.Registry
 	scraper *scrape.Scraper
 	server  *web.Server
 }
@@ -174,7 +173,7 @@ func newDaemon(cfg *config.Config, wf *webFlags, log *slog.Logger) (*daemon, err
 	if err != nil {
 		return nil, err
 	}
-	return &daemon{log: log, cfg: cfg, reg: reg, scraper: sc, server: srv}, nil
+	return &daemon{log: log, cfg: cfg, scraper: sc, server: srv}, nil
 }
 
 // run listens, then serves and walks until ctx is done. onListening, if set,

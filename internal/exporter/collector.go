@@ -7,7 +7,6 @@ package exporter
 import (
 	"sort"
 	"strconv"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -77,16 +76,11 @@ var (
 		[]string{"source"}, nil)
 )
 
-// Collector emits the fleet metrics from the latest snapshot. The metrics of a
-// snapshot are built once and reused by every scrape until a new snapshot is
-// published, so a scrape costs encoding only.
+// Collector emits the fleet metrics from the latest snapshot. It builds them
+// on every Collect; the daemon's Handler gathers it once per snapshot.
 type Collector struct {
 	src       SnapshotSource
 	perDevice bool
-
-	mu      sync.Mutex
-	forSnap *scrape.Snapshot
-	metrics []prometheus.Metric
 }
 
 // NewCollector returns a Collector over src. perDevice adds fleet_device_info
@@ -107,19 +101,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	for _, m := range c.current() {
+	for _, m := range build(c.src.Snapshot(), c.perDevice) {
 		ch <- m
 	}
-}
-
-func (c *Collector) current() []prometheus.Metric {
-	snap := c.src.Snapshot()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if snap != c.forSnap {
-		c.metrics, c.forSnap = Build(snap, c.perDevice), snap
-	}
-	return c.metrics
 }
 
 func labelOr(v string) string {
@@ -135,8 +119,8 @@ type deviceCombo struct {
 	hw     bikeep.HardwareState
 }
 
-// Build returns the metrics of one snapshot.
-func Build(snap *scrape.Snapshot, perDevice bool) []prometheus.Metric {
+// build returns the metrics of one snapshot.
+func build(snap *scrape.Snapshot, perDevice bool) []prometheus.Metric {
 	var out []prometheus.Metric
 	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
 		out = append(out, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...))

@@ -60,7 +60,7 @@ func testSnapshot() *scrape.Snapshot {
 			{ID: "L4", Name: "Stale", Type: bikeep.LocationBikeHouse, Up: false, Stale: true, LastSuccess: t0.Add(-time.Hour), LastError: "timeout"},
 		},
 		Operators: []scrape.OperatorStatus{{
-			Name: "freiburg", Up: true, LastSuccess: t0, BikesAll: true,
+			Name: "freiburg", Up: true, LastSuccess: t0,
 			Rentals: []copri.Rental{
 				{BookingID: "1", Bike: "FR1540", Station: "FR101", State: copri.StateOccupied, LockState: copri.LockUnlocked},
 				{BookingID: "2", Bike: "FR1541", Station: "FR101", State: copri.StateOccupied, LockState: copri.LockLocked},
@@ -169,18 +169,5 @@ func TestHelpSaysCached(t *testing.T) {
 				t.Errorf("HELP does not say the value is cached: %s", line)
 			}
 		}
-	}
-}
-
-func TestMetricsBuiltOncePerSnapshot(t *testing.T) {
-	src := &staticSource{testSnapshot()}
-	c := NewCollector(src, false)
-	first := c.current()
-	if second := c.current(); &first[0] != &second[0] {
-		t.Fatal("metrics rebuilt for the same snapshot")
-	}
-	src.snap = testSnapshot()
-	if third := c.current(); &first[0] == &third[0] {
-		t.Fatal("metrics not rebuilt for a new snapshot")
 	}
 }

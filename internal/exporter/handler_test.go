@@ -122,3 +122,27 @@ func TestHandlerFollowsSnapshots(t *testing.T) {
 		t.Fatal("cached exposition of an old snapshot served")
 	}
 }
+
+func TestHandlerEncodesOncePerSnapshotAndFormat(t *testing.T) {
+	src := &staticSource{testSnapshot()}
+	h := NewHandler(handlerRegistry(t), src, false, nil)
+	text := expfmt.NewFormat(expfmt.TypeTextPlain)
+	first, err := h.fleetEncoded(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, _ := h.fleetEncoded(text); &first[0] != &second[0] {
+		t.Fatal("fleet metrics re-encoded for the same snapshot")
+	}
+	src.snap = testSnapshot()
+	if third, _ := h.fleetEncoded(text); &first[0] == &third[0] {
+		t.Fatal("fleet metrics not re-encoded for a new snapshot")
+	}
+	warmed := testSnapshot()
+	h.Warm(warmed)
+	src.snap = warmed
+	before, _ := h.fleetEncoded(text)
+	if again, _ := h.fleetEncoded(text); &before[0] != &again[0] {
+		t.Fatal("a warmed snapshot was encoded again on scrape")
+	}
+}

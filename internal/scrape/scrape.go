@@ -128,7 +128,7 @@ func New(opts Options) (*Scraper, error) {
 	for _, op := range opts.Operators {
 		name := CopriSource(op.Name)
 		s.sources[name] = &SourceStatus{Name: name}
-		s.operators[op.Name] = &OperatorStatus{Name: op.Name, BikesAll: op.BikesAll}
+		s.operators[op.Name] = &OperatorStatus{Name: op.Name}
 	}
 	for _, id := range opts.LocationIDs {
 		s.locations[id] = &LocationStatus{ID: id}

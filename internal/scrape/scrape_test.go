@@ -417,3 +417,25 @@ func TestRunRejectsBadSchedule(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestSnapshotDeviceLookup(t *testing.T) {
+	s := newScraper(t, Options{Devices: newFleet(5)})
+	_ = s.WalkDevices(context.Background())
+	snap := s.Snapshot()
+	for _, tc := range []struct {
+		loc, dev string
+		want     bool
+	}{
+		{"loc-0", "loc-0-d1", true},
+		{"loc-4", "loc-4-d2", true},
+		{"loc-2", "loc-2-d2", true},
+		{"loc-2", "loc-3-d1", false}, // right device, wrong location
+		{"loc-9", "loc-9-d1", false},
+		{"", "loc-0-d1", false},
+	} {
+		d, ok := snap.Device(tc.loc, tc.dev)
+		if ok != tc.want || (ok && d.ID != tc.dev) {
+			t.Errorf("Device(%q, %q) = %v, %v; want found=%v", tc.loc, tc.dev, d, ok, tc.want)
+		}
+	}
+}

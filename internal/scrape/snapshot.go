@@ -1,6 +1,8 @@
 package scrape
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
@@ -75,8 +77,7 @@ type OperatorStatus struct {
 	Stale       bool
 	Rentals     []copri.Rental
 	// Bikes is from bikes_all; nil when bikes_all is disabled or stale.
-	Bikes    []copri.Bike
-	BikesAll bool
+	Bikes []copri.Bike
 }
 
 // Source returns the status of the named source.
@@ -89,17 +90,19 @@ func (s *Snapshot) Source(name string) (SourceStatus, bool) {
 	return SourceStatus{}, false
 }
 
-// Device finds a device of a non-stale location by id.
+// Device finds a device of a non-stale location by id. Locations are sorted
+// by ID, so callers may look up every fault of a large fleet.
 func (s *Snapshot) Device(locationID, deviceID string) (*bikeep.Device, bool) {
-	for i := range s.Locations {
-		l := &s.Locations[i]
-		if l.ID != locationID {
-			continue
-		}
-		for j := range l.Devices {
-			if l.Devices[j].ID == deviceID {
-				return &l.Devices[j], true
-			}
+	i, ok := slices.BinarySearchFunc(s.Locations, locationID, func(l LocationStatus, id string) int {
+		return strings.Compare(l.ID, id)
+	})
+	if !ok {
+		return nil, false
+	}
+	devs := s.Locations[i].Devices
+	for j := range devs {
+		if devs[j].ID == deviceID {
+			return &devs[j], true
 		}
 	}
 	return nil, false

@@ -39,7 +39,7 @@ func (f *logFlags) logger(w io.Writer) *slog.Logger {
 	if f.format == "json" {
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
 	}
-	return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.DateTime, NoColor: !isTerminal(w)}))
+	return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lvl, TimeFormat: time.DateTime, NoColor: !isTerminal(w)}))
 }
 
 func isTerminal(w io.Writer) bool {

@@ -67,7 +67,7 @@ func TestParseExpandsEnvInValuesOnly(t *testing.T) {
 	t.Setenv("FLEETD_T_LOC", "loc-9")
 	t.Setenv("FLEETD_T_NUMERIC", "0042")
 	t.Setenv("FLEETD_T_NULL", "null")
-	cfg, err := Parse([]byte(`
+	const doc = `
 # A comment may mention ${UNSET_IN_COMMENT} without harm.
 bikeep:
   client_id: ${FLEETD_T_NUMERIC}
@@ -81,28 +81,16 @@ remediation:
   rate: ${FLEETD_T_RATE}
   storm: {max_faulty_ratio: "${FLEETD_T_RATIO}"}
   ledger: ${FLEETD_T_NULL}
-  exclude:
+`
+	// An unknown key is reported before anything beneath it is expanded.
+	_, err := Parse([]byte(doc+`  exclude:
     unknown_key_is_not_expanded: ${UNSET_UNDER_UNKNOWN_KEY}
 `), "")
 	want := `remediation.exclude: unknown key "unknown_key_is_not_expanded" (line 16)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Parse error = %v, want %q", err, want)
 	}
-	cfg, err = Parse([]byte(`
-# A comment may mention ${UNSET_IN_COMMENT} without harm.
-bikeep:
-  client_id: ${FLEETD_T_NUMERIC}
-  client_secret: ${FLEETD_T_SECRET}
-  concurrency: "${FLEETD_T_CONC}"
-  request_timeout: ${FLEETD_T_TIMEOUT}
-  locations: ["$${literal}", "${FLEETD_T_LOC}"]
-  base_url: https://${FLEETD_T_UNSET_HOST:-services.bikeep.com}/api
-remediation:
-  enabled: ${FLEETD_T_ENABLED}
-  rate: ${FLEETD_T_RATE}
-  storm: {max_faulty_ratio: "${FLEETD_T_RATIO}"}
-  ledger: ${FLEETD_T_NULL}
-`), "")
+	cfg, err := Parse([]byte(doc), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	_ "github.com/prometheus/client_golang/prometheus/testutil"
 	_ "github.com/prometheus/common/version"
 	_ "github.com/prometheus/exporter-toolkit/web"
+	_ "github.com/prometheus/prometheus/promql/parser"
 	_ "github.com/robfig/cron/v3"
 	_ "go.etcd.io/bbolt"
 	_ "golang.org/x/oauth2/clientcredentials"

@@ -56,6 +56,9 @@ func (s *Sim) newCommand(d *device, req wireCommandRequest, base string, now tim
 		s.cmdCounts[d.id] = m
 	}
 	m[c.name]++
+	if c.powerCycle {
+		s.powerCycles[d.id]++
+	}
 	if c.name == bikeep.CmdLock || c.name == bikeep.CmdUnlock {
 		d.lastLockCmd = now
 	}
@@ -270,7 +273,8 @@ func (s *Sim) restoreSettled(d *device, at time.Time) {
 
 // finishSync completes a sync-device: it cures the device's recoverable
 // faults with probability SyncCureProbability (certainly, for
-// hardware_error and not_responding, with power_cycle).
+// hardware_error and not_responding, with power_cycle). A stubborn device
+// (SetStubborn) is never cured: the command succeeds, the fault stays.
 func (s *Sim) finishSync(c *command, at time.Time) {
 	d := c.dev
 	d.syncs++
@@ -281,6 +285,9 @@ func (s *Sim) finishSync(c *command, at time.Time) {
 	c.addEvent("RESPONSE_SYNC_DEVICE", "OK", at)
 	rec := d.faults.recoverable()
 	if rec == 0 {
+		return
+	}
+	if d.stubborn {
 		return
 	}
 	var cure faultSet

@@ -189,6 +189,14 @@ func TestSetFaultRefusals(t *testing.T) {
 	if resp.StatusCode != 400 {
 		t.Errorf("hook with unknown kind: %d", resp.StatusCode)
 	}
+	resp, body = h.do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/stubborn", "", `{"stubborn":true}`, "application/json")
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"stubborn":true`) {
+		t.Errorf("stubborn hook: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = h.do(http.MethodPost, "/sim/v1/devices/nope/stubborn", "", `{"stubborn":true}`, "application/json")
+	if resp.StatusCode != 404 {
+		t.Errorf("stubborn hook, unknown device: %d", resp.StatusCode)
+	}
 }
 
 // stepTo advances the fake clock by d and runs Step.
@@ -259,12 +267,15 @@ func TestSyncDeviceCureProbability(t *testing.T) {
 		prob       float64
 		fault      FaultKind
 		powerCycle bool
+		stubborn   bool
 		wantCured  bool
 	}{
-		{"never", -1, FaultUnhealthy, false, false},
-		{"never, but power cycle fixes hardware", -1, FaultHardwareError, true, true},
-		{"never, power cycle does not fix unhealthy", -1, FaultUnhealthy, true, false},
-		{"always", 1, FaultLockMismatch, false, true},
+		{"never", -1, FaultUnhealthy, false, false, false},
+		{"never, but power cycle fixes hardware", -1, FaultHardwareError, true, false, true},
+		{"never, power cycle does not fix unhealthy", -1, FaultUnhealthy, true, false, false},
+		{"always", 1, FaultLockMismatch, false, false, true},
+		{"always, but stubborn", 1, FaultLockMismatch, false, true, false},
+		{"stubborn resists power cycle", 1, FaultHardwareError, true, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -273,6 +284,9 @@ func TestSyncDeviceCureProbability(t *testing.T) {
 			h := newHarness(t, o)
 			di := h.findDevice(syncable)
 			if err := h.sim.SetFault(di.ID, tc.fault); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.sim.SetStubborn(di.ID, tc.stubborn); err != nil {
 				t.Fatal(err)
 			}
 			status, body := h.command(di.ID, map[string]any{"command": "sync-device", "power_cycle": tc.powerCycle})
@@ -288,6 +302,13 @@ func TestSyncDeviceCureProbability(t *testing.T) {
 			info, _ := h.sim.Device(di.ID)
 			if cured := len(info.Faults) == 0; cured != tc.wantCured {
 				t.Errorf("cured %v, want %v (faults %v)", cured, tc.wantCured, info.Faults)
+			}
+			wantPC := int64(0)
+			if tc.powerCycle {
+				wantPC = 1
+			}
+			if got := h.sim.Stats().PowerCycles[di.ID]; got != wantPC {
+				t.Errorf("Stats().PowerCycles[%s] = %d, want %d", di.ID, got, wantPC)
 			}
 		})
 	}

@@ -75,7 +75,8 @@ type device struct {
 
 	bike        *bike // BIKE_RENT only
 	lastLockCmd time.Time
-	syncs       int // sync-device commands received, for deterministic cures
+	syncs       int  // sync-device commands received, for deterministic cures
+	stubborn    bool // sync-device never cures it (SetStubborn)
 }
 
 // supports reports whether the device's commands map offers name.

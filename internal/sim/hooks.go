@@ -42,6 +42,24 @@ func (s *Sim) handleSetFault(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
+// handleSetStubborn is POST /sim/v1/devices/{id}/stubborn {"stubborn":true}.
+func (s *Sim) handleSetStubborn(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Stubborn bool `json:"stubborn"`
+	}
+	if err := decodeHook(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "ERRORS.BAD_REQUEST", err.Error())
+		return
+	}
+	id := r.PathValue("id")
+	if err := s.SetStubborn(id, req.Stubborn); err != nil {
+		writeError(w, http.StatusNotFound, "ERRORS.NOT_FOUND", "Parking device not found")
+		return
+	}
+	body, _ := marshal(map[string]any{"device_id": id, "stubborn": req.Stubborn})
+	writeJSON(w, http.StatusOK, body)
+}
+
 // handleSetLocationError is POST /sim/v1/locations/{id}/error {"status":500}.
 func (s *Sim) handleSetLocationError(w http.ResponseWriter, r *http.Request) {
 	var req struct {

@@ -62,6 +62,7 @@ func (s *Sim) Handler() http.Handler {
 	mux.HandleFunc("/APIjsonserver", s.handleCopri)
 	mux.HandleFunc("GET /sim/v1/stats", s.handleStats)
 	mux.HandleFunc("POST /sim/v1/devices/{id}/faults", s.handleSetFault)
+	mux.HandleFunc("POST /sim/v1/devices/{id}/stubborn", s.handleSetStubborn)
 	mux.HandleFunc("POST /sim/v1/locations/{id}/error", s.handleSetLocationError)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "ERRORS.NOT_FOUND", "Resource not found")

@@ -26,23 +26,25 @@ type Sim struct {
 	// mu guards every mutable field of the fleet below and of its
 	// locations, devices, bikes and rentals. Request handlers take it for
 	// reading; Step, commands and the test hooks take it for writing.
-	mu         sync.RWMutex
-	fleet      *fleet
-	locByID    map[string]*location
-	devByID    map[string]*device
-	bikeByID   map[string]*bike
-	faulty     []*device // devices with at least one fault
-	commands   map[string]*command
-	active     []*command // commands not yet final
-	cmdOrder   []*command // commands in creation order, for pruning
-	cmdCounts  map[string]map[string]int64
-	tokens     map[string]time.Time // access token → expiry
-	sessions   map[string]struct{}  // COPRI authcookies
-	copriFail  bool
-	evolveRng  *rand.Rand
-	idRng      *rand.Rand // command ids
-	lastEvolve time.Time
-	zone       *time.Location // COPRI's Europe/Berlin
+	mu        sync.RWMutex
+	fleet     *fleet
+	locByID   map[string]*location
+	devByID   map[string]*device
+	bikeByID  map[string]*bike
+	faulty    []*device // devices with at least one fault
+	commands  map[string]*command
+	active    []*command // commands not yet final
+	cmdOrder  []*command // commands in creation order, for pruning
+	cmdCounts map[string]map[string]int64
+	// powerCycles counts sync-device commands with power_cycle per device.
+	powerCycles map[string]int64
+	tokens      map[string]time.Time // access token → expiry
+	sessions    map[string]struct{}  // COPRI authcookies
+	copriFail   bool
+	evolveRng   *rand.Rand
+	idRng       *rand.Rand // command ids
+	lastEvolve  time.Time
+	zone        *time.Location // COPRI's Europe/Berlin
 
 	// locList caches the serialized location list; nil after any change.
 	locList atomic.Pointer[cachedBody]
@@ -69,22 +71,23 @@ func New(opts Options) (*Sim, error) {
 	now := opts.Now()
 	f := generate(opts, now)
 	s := &Sim{
-		opts:      opts,
-		log:       opts.Logger,
-		fleet:     f,
-		locByID:   make(map[string]*location, len(f.locations)),
-		devByID:   make(map[string]*device, len(f.devices)),
-		bikeByID:  make(map[string]*bike, len(f.bikes)),
-		commands:  map[string]*command{},
-		cmdCounts: map[string]map[string]int64{},
-		tokens:    map[string]time.Time{},
-		sessions:  map[string]struct{}{},
-		evolveRng: rand.New(rand.NewPCG(uint64(opts.Seed), 0xe7011e)),
-		idRng:     rand.New(rand.NewPCG(uint64(opts.Seed), 0xc0ffee)),
-		requests:  map[string]*atomic.Int64{},
-		injected:  map[string]*atomic.Int64{},
-		zone:      berlin(),
-		done:      make(chan struct{}),
+		opts:        opts,
+		log:         opts.Logger,
+		fleet:       f,
+		locByID:     make(map[string]*location, len(f.locations)),
+		devByID:     make(map[string]*device, len(f.devices)),
+		bikeByID:    make(map[string]*bike, len(f.bikes)),
+		commands:    map[string]*command{},
+		cmdCounts:   map[string]map[string]int64{},
+		powerCycles: map[string]int64{},
+		tokens:      map[string]time.Time{},
+		sessions:    map[string]struct{}{},
+		evolveRng:   rand.New(rand.NewPCG(uint64(opts.Seed), 0xe7011e)),
+		idRng:       rand.New(rand.NewPCG(uint64(opts.Seed), 0xc0ffee)),
+		requests:    map[string]*atomic.Int64{},
+		injected:    map[string]*atomic.Int64{},
+		zone:        berlin(),
+		done:        make(chan struct{}),
 	}
 	for _, l := range f.locations {
 		s.locByID[l.id] = l
@@ -204,6 +207,20 @@ func (s *Sim) SetFault(deviceID string, f FaultKind) error {
 	return s.addFault(d, f, now)
 }
 
+// SetStubborn makes sync-device never cure the device (on) or restores the
+// normal cure odds (off): the command still succeeds, as a real device whose
+// fault a re-sync cannot reach would report.
+func (s *Sim) SetStubborn(deviceID string, on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.devByID[deviceID]
+	if !ok {
+		return fmt.Errorf("sim: unknown device %q", deviceID)
+	}
+	d.stubborn = on
+	return nil
+}
+
 // SetLocationError makes the device list of a location answer status (> 0)
 // with the error envelope; 0 clears it. Unknown ids are ignored.
 func (s *Sim) SetLocationError(locationID string, status int) {
@@ -241,6 +258,9 @@ type Stats struct {
 	Commands map[string]map[string]int64 `json:"commands"`
 	// CommandsTotal is the sum of Commands.
 	CommandsTotal int64 `json:"commands_total"`
+	// PowerCycles counts sync-device commands sent with power_cycle, per
+	// device id.
+	PowerCycles map[string]int64 `json:"power_cycles"`
 	// Faults counts active faults by kind; every kind is present.
 	Faults map[FaultKind]int `json:"faults"`
 	// FaultyDevices is the number of devices with at least one fault.
@@ -276,6 +296,10 @@ func (s *Sim) Stats() Stats {
 			st.CommandsTotal += n
 		}
 		st.Commands[id] = cp
+	}
+	st.PowerCycles = make(map[string]int64, len(s.powerCycles))
+	for id, n := range s.powerCycles {
+		st.PowerCycles[id] = n
 	}
 	for _, d := range s.faulty {
 		for _, k := range d.faults.kinds() {

@@ -23,14 +23,14 @@ import (
 // Responses are not compressed: compressing megabytes per scrape would cost
 // more than the copy saves on the local networks Prometheus scrapes over.
 type Handler struct {
-	reg       prometheus.Gatherer
-	src       SnapshotSource
-	perDevice bool
-	log       *slog.Logger
+	reg prometheus.Gatherer
+	src SnapshotSource
+	log *slog.Logger
 
-	mu      sync.Mutex
-	forSnap *scrape.Snapshot
-	encoded map[expfmt.Format][]byte
+	mu        sync.Mutex
+	perDevice bool
+	forSnap   *scrape.Snapshot
+	encoded   map[expfmt.Format][]byte
 	// formats are those scrapers asked for so far; Warm encodes them ahead.
 	formats map[expfmt.Format]bool
 }
@@ -97,6 +97,16 @@ func (h *Handler) encode(snap *scrape.Snapshot, format expfmt.Format) ([]byte, e
 	// No Close: OpenMetrics' "# EOF" is written once, after the whole body.
 	h.encoded[format] = buf.Bytes()
 	return buf.Bytes(), nil
+}
+
+// SetPerDevice switches the per-device series on or off (config reload);
+// the next scrape re-encodes the current snapshot.
+func (h *Handler) SetPerDevice(on bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.perDevice != on {
+		h.perDevice, h.forSnap, h.encoded = on, nil, nil
+	}
 }
 
 type fixedSource struct{ snap *scrape.Snapshot }

@@ -146,3 +146,22 @@ func TestHandlerEncodesOncePerSnapshotAndFormat(t *testing.T) {
 		t.Fatal("a warmed snapshot was encoded again on scrape")
 	}
 }
+
+func TestHandlerSetPerDevice(t *testing.T) {
+	h := NewHandler(handlerRegistry(t), &staticSource{testSnapshot()}, false, nil)
+	has := func() bool {
+		w, _ := serve(t, h, "")
+		return strings.Contains(w.Body.String(), "fleet_device_info{")
+	}
+	if has() {
+		t.Fatal("per-device series without per_device")
+	}
+	h.SetPerDevice(true)
+	if !has() {
+		t.Fatal("per_device switched on, but the cached exposition was served")
+	}
+	h.SetPerDevice(false)
+	if has() {
+		t.Fatal("per_device switched off, but the series stayed")
+	}
+}

@@ -35,7 +35,7 @@ func (s *Scraper) Run(ctx context.Context, devicesSpec, rentalsSpec string) erro
 	)
 	devID := c.Schedule(devSched, cron.FuncJob(func() { _ = s.WalkDevices(ctx) }))
 	jobs := []cron.EntryID{devID}
-	if len(s.opts.Operators) > 0 {
+	if len(s.options().Operators) > 0 {
 		rentSched, err := parser.Parse(rentalsSpec)
 		if err != nil {
 			return fmt.Errorf("schedule.rentals %q: %w", rentalsSpec, err)

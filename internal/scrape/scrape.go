@@ -74,7 +74,9 @@ type Options struct {
 
 // Scraper runs device and rental walks and holds the latest Snapshot.
 type Scraper struct {
-	opts Options
+	// opts is replaced whole by Reconfigure; each walk works with the
+	// options it started with.
+	opts atomic.Pointer[Options]
 	log  *slog.Logger
 	now  func() time.Time
 
@@ -93,11 +95,8 @@ type Scraper struct {
 
 // New returns a Scraper. It performs no I/O.
 func New(opts Options) (*Scraper, error) {
-	if opts.Devices == nil {
-		return nil, errors.New("scrape: Options.Devices is required")
-	}
-	if opts.Concurrency < 1 {
-		opts.Concurrency = 1
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -105,18 +104,7 @@ func New(opts Options) (*Scraper, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	seen := map[string]bool{}
-	for _, op := range opts.Operators {
-		if op.Name == "" || op.API == nil {
-			return nil, errors.New("scrape: every operator needs a name and an API")
-		}
-		if seen[op.Name] {
-			return nil, fmt.Errorf("scrape: duplicate operator %q", op.Name)
-		}
-		seen[op.Name] = true
-	}
 	s := &Scraper{
-		opts:      opts,
 		log:       opts.Logger,
 		now:       opts.Now,
 		tracker:   health.NewTracker(opts.Health),
@@ -125,6 +113,7 @@ func New(opts Options) (*Scraper, error) {
 		locations: map[string]*LocationStatus{},
 		operators: map[string]*OperatorStatus{},
 	}
+	s.opts.Store(&opts)
 	for _, op := range opts.Operators {
 		name := CopriSource(op.Name)
 		s.sources[name] = &SourceStatus{Name: name}
@@ -138,6 +127,88 @@ func New(opts Options) (*Scraper, error) {
 	s.mu.Unlock()
 	return s, nil
 }
+
+// check validates o and applies the defaults that do not depend on a
+// previous configuration.
+func (o *Options) check() error {
+	if o.Devices == nil {
+		return errors.New("scrape: Options.Devices is required")
+	}
+	if o.Concurrency < 1 {
+		o.Concurrency = 1
+	}
+	seen := map[string]bool{}
+	for _, op := range o.Operators {
+		if op.Name == "" || op.API == nil {
+			return errors.New("scrape: every operator needs a name and an API")
+		}
+		if seen[op.Name] {
+			return fmt.Errorf("scrape: duplicate operator %q", op.Name)
+		}
+		seen[op.Name] = true
+	}
+	return nil
+}
+
+// Reconfigure replaces the clients and tunables (config reload) and keeps
+// the fleet state: last good data, fault episodes and their since-times,
+// walk counters. Walks in progress finish with the options they started
+// with. Operators and configured locations that are gone are forgotten at
+// once; new ones appear on their first walk. Now, Logger and the callbacks
+// stay those given to New. The schedules are Run's arguments: to change
+// them, restart Run.
+func (s *Scraper) Reconfigure(opts Options) error {
+	if err := opts.check(); err != nil {
+		return err
+	}
+	old := s.options()
+	opts.Now, opts.Logger = old.Now, old.Logger
+	opts.OnPublish, opts.OnDeviceWalk = old.OnPublish, old.OnDeviceWalk
+
+	s.mu.Lock()
+	s.tracker.SetParams(opts.Health)
+	keep := map[string]bool{}
+	for _, op := range opts.Operators {
+		keep[op.Name] = true
+		if s.operators[op.Name] == nil {
+			name := CopriSource(op.Name)
+			s.sources[name] = &SourceStatus{Name: name}
+			s.operators[op.Name] = &OperatorStatus{Name: op.Name}
+		}
+	}
+	for name := range s.operators {
+		if !keep[name] {
+			delete(s.operators, name)
+			delete(s.sources, CopriSource(name))
+			s.tracker.ForgetOperator(name)
+		}
+	}
+	if len(opts.LocationIDs) > 0 {
+		want := map[string]bool{}
+		for _, id := range opts.LocationIDs {
+			want[id] = true
+			if s.locations[id] == nil {
+				s.locations[id] = &LocationStatus{ID: id}
+			}
+		}
+		for id := range s.locations {
+			if !want[id] {
+				delete(s.locations, id)
+				s.tracker.ForgetLocation(id)
+			}
+		}
+	}
+	// With discovery on, the next successful discovery prunes locations.
+	s.opts.Store(&opts)
+	snap := s.publishLocked()
+	s.mu.Unlock()
+	if opts.OnPublish != nil {
+		opts.OnPublish(snap)
+	}
+	return nil
+}
+
+func (s *Scraper) options() *Options { return s.opts.Load() }
 
 // Snapshot returns the latest snapshot; never nil.
 func (s *Scraper) Snapshot() *Snapshot { return s.snap.Load() }
@@ -157,31 +228,34 @@ type locationResult struct {
 // returned error describes a failed source (discovery failed or every
 // location failed); single failing locations are reported in the snapshot.
 func (s *Scraper) WalkDevices(ctx context.Context) error {
+	o := s.options()
 	start := s.now()
-	ids, discovered, discErr := s.discover(ctx)
-	results := s.fetchLocations(ctx, ids)
+	ids, discovered, discErr := s.discover(ctx, o)
+	results := s.fetchLocations(ctx, o, ids)
 	end := s.now()
-	snap, walkErr := s.applyDeviceWalk(start, end, results, discovered, discErr)
-	if s.opts.OnPublish != nil {
-		s.opts.OnPublish(snap)
+	snap, walkErr := s.applyDeviceWalk(o, start, end, results, discovered, discErr)
+	if o.OnPublish != nil {
+		o.OnPublish(snap)
 	}
 	s.deviceWalked.Store(true)
-	if s.opts.OnDeviceWalk != nil {
+	if o.OnDeviceWalk != nil {
 		// Device walks never overlap, so subscribers see snapshots in order.
-		s.opts.OnDeviceWalk(ctx, snap)
+		o.OnDeviceWalk(ctx, snap)
 	}
 	return walkErr
 }
 
-func (s *Scraper) applyDeviceWalk(start, end time.Time, results []locationResult, discovered map[string]bikeep.Location, discErr error) (*Snapshot, error) {
+func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []locationResult, discovered map[string]bikeep.Location, discErr error) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	failed := 0
 	for _, r := range results {
 		loc := s.locations[r.id]
 		if loc == nil {
-			loc = &LocationStatus{ID: r.id}
-			s.locations[r.id] = loc
+			// Every walked id was registered before the walk (New,
+			// Reconfigure or discover); a missing one was removed by
+			// Reconfigure during the walk.
+			continue
 		}
 		if r.err != nil {
 			failed++
@@ -210,7 +284,7 @@ func (s *Scraper) applyDeviceWalk(start, end time.Time, results []locationResult
 		}
 	}
 	for id, loc := range s.locations {
-		if !loc.Up && loc.Devices != nil && end.Sub(loc.LastSuccess) > s.opts.StaleAfter {
+		if !loc.Up && loc.Devices != nil && end.Sub(loc.LastSuccess) > o.StaleAfter {
 			s.log.Warn("location data is stale, no longer reported", "location_id", id, "last_success", loc.LastSuccess)
 			loc.Stale, loc.Devices = true, nil
 			s.tracker.ForgetLocation(id)
@@ -236,12 +310,12 @@ func (s *Scraper) applyDeviceWalk(start, end time.Time, results []locationResult
 // discover returns the ids to walk. When discovery is on and succeeds, the
 // discovered locations are returned too; when it fails, the previously known
 // locations are walked so a Location API outage does not blind fleetd.
-func (s *Scraper) discover(ctx context.Context) ([]string, map[string]bikeep.Location, error) {
-	if len(s.opts.LocationIDs) > 0 {
-		return s.opts.LocationIDs, nil, nil
+func (s *Scraper) discover(ctx context.Context, o *Options) ([]string, map[string]bikeep.Location, error) {
+	if len(o.LocationIDs) > 0 {
+		return o.LocationIDs, nil, nil
 	}
-	rctx, cancel := s.requestContext(ctx, s.opts.RequestTimeout)
-	locs, err := s.opts.Devices.ListLocations(rctx)
+	rctx, cancel := s.requestContext(ctx, o.RequestTimeout)
+	locs, err := o.Devices.ListLocations(rctx)
 	cancel()
 	if err != nil {
 		s.log.Warn("location discovery failed; walking the locations known before", "err", err)
@@ -283,17 +357,17 @@ func (s *Scraper) requestContext(ctx context.Context, d time.Duration) (context.
 }
 
 // fetchLocations gets every location's devices with bounded concurrency.
-func (s *Scraper) fetchLocations(ctx context.Context, ids []string) []locationResult {
+func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string) []locationResult {
 	results := make([]locationResult, len(ids))
 	work := make(chan int)
 	var wg sync.WaitGroup
-	workers := min(s.opts.Concurrency, len(ids))
+	workers := min(o.Concurrency, len(ids))
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				results[i] = s.fetchLocation(ctx, ids[i])
+				results[i] = s.fetchLocation(ctx, o, ids[i])
 			}
 		}()
 	}
@@ -305,7 +379,7 @@ func (s *Scraper) fetchLocations(ctx context.Context, ids []string) []locationRe
 	return results
 }
 
-func (s *Scraper) fetchLocation(ctx context.Context, id string) (r locationResult) {
+func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r locationResult) {
 	r.id = id
 	// A panic in a worker goroutine would escape the scheduler's recovery and
 	// end the process; make it this location's failure instead.
@@ -318,9 +392,9 @@ func (s *Scraper) fetchLocation(ctx context.Context, id string) (r locationResul
 		r.err = err
 		return r
 	}
-	rctx, cancel := s.requestContext(ctx, s.opts.RequestTimeout)
+	rctx, cancel := s.requestContext(ctx, o.RequestTimeout)
 	defer cancel()
-	devices, err := s.opts.Devices.ListLocationDevices(rctx, id)
+	devices, err := o.Devices.ListLocationDevices(rctx, id)
 	var partial *bikeep.PartialDecodeError
 	switch {
 	case errors.As(err, &partial):
@@ -342,19 +416,20 @@ type operatorResult struct {
 // WalkRentals walks every COPRI operator once and publishes a new snapshot.
 // The returned error joins the failures of the operators that failed.
 func (s *Scraper) WalkRentals(ctx context.Context) error {
-	if len(s.opts.Operators) == 0 {
+	o := s.options()
+	if len(o.Operators) == 0 {
 		return nil
 	}
 	start := s.now()
-	results := make([]operatorResult, len(s.opts.Operators))
+	results := make([]operatorResult, len(o.Operators))
 	var snap *Snapshot
 	defer func() {
-		if snap != nil && s.opts.OnPublish != nil {
-			s.opts.OnPublish(snap)
+		if snap != nil && o.OnPublish != nil {
+			o.OnPublish(snap)
 		}
 	}()
 	var wg sync.WaitGroup
-	for i, op := range s.opts.Operators {
+	for i, op := range o.Operators {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -367,13 +442,16 @@ func (s *Scraper) WalkRentals(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	for i, op := range s.opts.Operators {
+	for i, op := range o.Operators {
 		r, st := results[i], s.operators[op.Name]
+		if st == nil {
+			continue // removed by Reconfigure during the walk
+		}
 		if r.err != nil {
 			st.Up, st.LastError = false, r.err.Error()
 			s.log.Warn("rental walk failed", "operator", op.Name, "err", r.err)
 			errs = append(errs, fmt.Errorf("operator %s: %w", op.Name, r.err))
-			if (st.Rentals != nil || st.Bikes != nil) && end.Sub(st.LastSuccess) > s.opts.StaleAfter {
+			if (st.Rentals != nil || st.Bikes != nil) && end.Sub(st.LastSuccess) > o.StaleAfter {
 				st.Stale, st.Rentals, st.Bikes = true, nil, nil
 				s.tracker.ForgetOperator(op.Name)
 			}

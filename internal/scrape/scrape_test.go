@@ -439,3 +439,74 @@ func TestSnapshotDeviceLookup(t *testing.T) {
 		}
 	}
 }
+
+// A reload replaces clients and tunables but keeps fault episodes (their
+// FirstSeen and Walks), drops what is no longer configured, and adds what is.
+func TestReconfigureKeepsStateAndAppliesChanges(t *testing.T) {
+	fleet := newFleet(3)
+	clk := newClock()
+	published := 0
+	s := newScraper(t, Options{
+		Devices: fleet, Now: clk.Now, LocationIDs: []string{"loc-0", "loc-1"},
+		Operators: []Operator{{Name: "old", API: &fakeRentals{}}},
+		OnPublish: func(*Snapshot) { published++ },
+	})
+	for range 2 {
+		if err := s.WalkDevices(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(30 * time.Second)
+	}
+	before := s.Snapshot()
+	if faultsAt(before, "loc-0") != 1 || before.Faults[0].Walks != 2 {
+		t.Fatalf("faults before reload = %+v", before.Faults)
+	}
+	firstSeen := before.Faults[0].FirstSeen
+
+	other := newFleet(3)
+	err := s.Reconfigure(Options{
+		Devices: other, LocationIDs: []string{"loc-0", "loc-2"}, Concurrency: 2, StaleAfter: time.Minute,
+		Operators: []Operator{{Name: "new", API: &fakeRentals{}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := s.Snapshot()
+	if snap == before || published != 3 {
+		t.Fatalf("reload published no snapshot (published %d)", published)
+	}
+	var ids []string
+	for _, l := range snap.Locations {
+		ids = append(ids, l.ID)
+	}
+	if fmt.Sprint(ids) != "[loc-0 loc-2]" {
+		t.Errorf("locations after reload = %v", ids)
+	}
+	if _, ok := snap.Source("copri/old"); ok {
+		t.Error("removed operator still a source")
+	}
+	if _, ok := snap.Source("copri/new"); !ok {
+		t.Error("added operator is not a source")
+	}
+	if faultsAt(snap, "loc-1") != 0 {
+		t.Error("faults of a removed location kept")
+	}
+	if err := s.WalkDevices(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if other.calls.Load() != 2 || fleet.calls.Load() != 4 {
+		t.Errorf("calls: new client %d (want 2), old client %d (want 4)", other.calls.Load(), fleet.calls.Load())
+	}
+	snap = s.Snapshot()
+	for _, f := range snap.Faults {
+		if f.LocationID == "loc-0" && (f.Walks != 3 || !f.FirstSeen.Equal(firstSeen)) {
+			t.Errorf("episode restarted by reload: %+v (first seen %v)", f, firstSeen)
+		}
+	}
+	if faultsAt(snap, "loc-2") != 1 {
+		t.Error("added location not walked")
+	}
+	if err := s.Reconfigure(Options{}); err == nil {
+		t.Error("reload without a device client accepted")
+	}
+}

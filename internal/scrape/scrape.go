@@ -91,6 +91,9 @@ type Scraper struct {
 
 	snap         atomic.Pointer[Snapshot]
 	deviceWalked atomic.Bool
+
+	schedMu sync.Mutex
+	sched   *schedule // of the running Run, nil otherwise
 }
 
 // New returns a Scraper. It performs no I/O.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -508,5 +509,42 @@ func TestReconfigureKeepsStateAndAppliesChanges(t *testing.T) {
 	}
 	if err := s.Reconfigure(Options{}); err == nil {
 		t.Error("reload without a device client accepted")
+	}
+}
+
+func TestRescheduleChangesARunningSchedule(t *testing.T) {
+	fleet := newFleet(1)
+	s := newScraper(t, Options{Devices: fleet, LocationIDs: []string{"loc-0"}})
+	if err := s.Reschedule("@every 1s", "nonsense"); err == nil {
+		t.Error("bad rentals spec accepted without a running Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, "@every 1h", "@every 1h") }()
+	waitFor(t, func() bool { return fleet.calls.Load() == 1 }) // the first walk
+	if err := s.Reschedule("@every 1h", "bad spec"); err != nil {
+		t.Errorf("rentals spec checked although no operator is configured: %v", err)
+	}
+	if err := s.Reschedule("every second", "@every 1h"); err == nil || !strings.Contains(err.Error(), `schedule.devices "every second"`) {
+		t.Errorf("bad devices spec: err = %v", err)
+	}
+	if err := s.Reschedule("@every 1s", "@every 1h"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return fleet.calls.Load() >= 3 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

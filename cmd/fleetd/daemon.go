@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,10 +30,20 @@ const shutdownGrace = 15 * time.Second
 
 // daemon is one wired fleetd: clients, scraper, collector and HTTP server.
 type daemon struct {
-	log     *slog.Logger
-	cfg     *config.Config
+	log *slog.Logger
+	// load reads the config again for a reload (the file for `run`, the
+	// built-in config for `demo`).
+	load    func() (*config.Config, error)
 	scraper *scrape.Scraper
+	metrics *exporter.Handler
+	api     *exporter.APIMetrics
+	reloads *exporter.ConfigReload
 	server  *web.Server
+	// hup delivers SIGHUP; nil in tests that do not want signals.
+	hup <-chan os.Signal
+
+	mu  sync.Mutex // serialises reloads; guards cfg
+	cfg *config.Config
 }
 
 // scraperDeps are the optional collaborators of newScraper; zero values
@@ -45,10 +57,21 @@ type scraperDeps struct {
 
 // newScraper builds the vendor clients and the scraper of cfg.
 func newScraper(cfg *config.Config, log *slog.Logger, deps scraperDeps) (*scrape.Scraper, error) {
+	opts, err := scraperOptions(cfg, log, deps)
+	if err != nil {
+		return nil, err
+	}
+	return scrape.New(opts)
+}
+
+// scraperOptions builds the vendor clients of cfg and the scraper options
+// around them; it performs no I/O, so a reload can build them before it
+// commits to the new config.
+func scraperOptions(cfg *config.Config, log *slog.Logger, deps scraperDeps) (scrape.Options, error) {
 	api, hc := deps.api, deps.hc
 	bk, err := newBikeepClient(cfg.Bikeep, api, log, hc)
 	if err != nil {
-		return nil, err
+		return scrape.Options{}, err
 	}
 	var ops []scrape.Operator
 	for _, op := range cfg.Copri {
@@ -63,7 +86,7 @@ func newScraper(cfg *config.Config, log *slog.Logger, deps scraperDeps) (*scrape
 			MerchantID: op.MerchantID, UserID: op.UserID, Password: op.Password, HWID: op.HWID,
 		}, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("copri %s: %w", op.Name, err)
+			return scrape.Options{}, fmt.Errorf("copri %s: %w", op.Name, err)
 		}
 		ops = append(ops, scrape.Operator{
 			Name: op.Name, API: cl, BikesAll: op.BikesAll, RequestTimeout: op.RequestTimeout,
@@ -74,7 +97,7 @@ func newScraper(cfg *config.Config, log *slog.Logger, deps scraperDeps) (*scrape
 	if !cfg.Bikeep.Locations.Auto {
 		ids = cfg.Bikeep.Locations.IDs
 	}
-	return scrape.New(scrape.Options{
+	return scrape.Options{
 		Devices:        bk,
 		LocationIDs:    ids,
 		Concurrency:    cfg.Bikeep.Concurrency,
@@ -85,7 +108,7 @@ func newScraper(cfg *config.Config, log *slog.Logger, deps scraperDeps) (*scrape
 		Now:            deps.now,
 		OnPublish:      deps.onPublish,
 		Logger:         log,
-	})
+	}, nil
 }
 
 // pooledClient keeps an idle connection for every concurrent request: with
@@ -134,8 +157,9 @@ func newBikeepClient(c config.Bikeep, api *exporter.APIMetrics, log *slog.Logger
 	return cl, nil
 }
 
-// newDaemon wires a daemon from cfg. It performs no I/O.
-func newDaemon(cfg *config.Config, wf *webFlags, log *slog.Logger) (*daemon, error) {
+// newDaemon wires a daemon from cfg. It performs no I/O. load reads the
+// config again on a reload; nil disables reloads.
+func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webFlags, log *slog.Logger) (*daemon, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -144,36 +168,103 @@ func newDaemon(cfg *config.Config, wf *webFlags, log *slog.Logger) (*daemon, err
 	if err := exporter.RegisterBuildInfo(reg, version.Version, version.Revision); err != nil {
 		return nil, err
 	}
-	reload, err := exporter.NewConfigReload(reg)
+	reloads, err := exporter.NewConfigReload(reg)
 	if err != nil {
 		return nil, err
 	}
-	reload.Record(true, time.Now())
+	reloads.Record(true, time.Now())
 	api, err := exporter.NewAPIMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
+	d := &daemon{log: log, load: load, cfg: cfg, api: api, reloads: reloads}
 	// The metrics handler encodes each new snapshot in the walk's goroutine,
-	// so scrapes never pay for it. Walks start only in run, after h is set.
-	var metrics *exporter.Handler
-	sc, err := newScraper(cfg, log, scraperDeps{api: api, onPublish: func(s *scrape.Snapshot) { metrics.Warm(s) }})
+	// so scrapes never pay for it. Walks start only in run, after it is set.
+	sc, err := newScraper(cfg, log, scraperDeps{api: api, onPublish: func(s *scrape.Snapshot) { d.metrics.Warm(s) }})
 	if err != nil {
 		return nil, err
 	}
-	metrics = exporter.NewHandler(reg, sc, cfg.Metrics.PerDevice, log)
-	srv, err := web.New(web.Options{
+	d.scraper = sc
+	d.metrics = exporter.NewHandler(reg, sc, cfg.Metrics.PerDevice, log)
+	d.server, err = web.New(web.Options{
 		Flags:         wf.toolkit,
 		TelemetryPath: wf.telemetryPath,
 		// The fleet metrics are spliced in per snapshot, not registered.
-		Metrics:    metrics,
+		Metrics:    d.metrics,
 		Registerer: reg,
 		Ready:      sc.Ready,
-		Logger:     log,
+		Routes: func(mux *http.ServeMux) {
+			if wf.adminAPI && load != nil {
+				mux.HandleFunc("/-/reload", d.handleReload)
+			}
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &daemon{log: log, cfg: cfg, scraper: sc, server: srv}, nil
+	return d, nil
+}
+
+// reload reads the config again and applies it without losing fleet state:
+// clients, locations, operators, schedules, health tunables and metric
+// options change; last good data and fault episodes stay. A config that
+// does not load, or that changes what only a restart can change, is
+// rejected whole and the running config kept.
+func (d *daemon) reload() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.applyLocked()
+	d.reloads.Record(err == nil, time.Now())
+	if err != nil {
+		d.log.Error("config reload failed; keeping the running config", "err", err)
+		return err
+	}
+	d.log.Info("config reloaded")
+	return nil
+}
+
+func (d *daemon) applyLocked() error {
+	if d.load == nil {
+		return errors.New("this fleetd has no config to reload")
+	}
+	cfg, err := d.load()
+	if err != nil {
+		return err
+	}
+	if cfg.Remediation.Ledger != d.cfg.Remediation.Ledger {
+		return fmt.Errorf("remediation.ledger: changing it from %q to %q needs a restart", d.cfg.Remediation.Ledger, cfg.Remediation.Ledger)
+	}
+	// Everything that can fail is built before anything is applied.
+	opts, err := scraperOptions(cfg, d.log, scraperDeps{api: d.api})
+	if err != nil {
+		return err
+	}
+	if err := d.scraper.Reconfigure(opts); err != nil {
+		return err
+	}
+	// The specs were validated with the config; the rental schedule follows
+	// the operators just configured.
+	if err := d.scraper.Reschedule(cfg.Schedule.Devices, cfg.Schedule.Rentals); err != nil {
+		return err
+	}
+	d.metrics.SetPerDevice(cfg.Metrics.PerDevice)
+	d.cfg = cfg
+	return nil
+}
+
+// handleReload is POST /-/reload (admin API only), as in Prometheus.
+func (d *daemon) handleReload(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		w.Header().Set("Allow", "POST, PUT")
+		http.Error(w, "only POST or PUT requests allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := d.reload(); err != nil {
+		http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintln(w, "config reloaded")
 }
 
 // run listens, then serves and walks until ctx is done. onListening, if set,
@@ -192,9 +283,22 @@ func (d *daemon) run(ctx context.Context, onListening func(addrs []string)) erro
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.server.Serve(gctx) })
-	g.Go(func() error {
-		return d.scraper.Run(gctx, d.cfg.Schedule.Devices, d.cfg.Schedule.Rentals)
-	})
+	d.mu.Lock()
+	sched := d.cfg.Schedule
+	d.mu.Unlock()
+	g.Go(func() error { return d.scraper.Run(gctx, sched.Devices, sched.Rentals) })
+	if d.hup != nil {
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-d.hup:
+					_ = d.reload() // logged and counted; the old config stays
+				}
+			}
+		})
+	}
 	done := make(chan error, 1)
 	go func() { done <- g.Wait() }()
 	select {

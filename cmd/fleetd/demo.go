@@ -98,7 +98,10 @@ func (c *demoCmd) run() int {
 	if err != nil {
 		return exitError(c.stderr, fmt.Errorf("built-in demo config: %w", err))
 	}
-	d, err := newDaemon(cfg, c.web, log)
+	// A reload in the demo re-reads the built-in config.
+	d, err := newDaemon(cfg, func() (*config.Config, error) {
+		return config.Parse([]byte(demoConfig(simURL, filepath.Join(dir, "remediation.db"))), dir)
+	}, c.web, log)
 	if err != nil {
 		return exitError(c.stderr, err)
 	}

@@ -37,7 +37,7 @@ func (c *runCmd) run() int {
 	if err != nil {
 		return exitError(c.stderr, err)
 	}
-	d, err := newDaemon(cfg, c.web, log)
+	d, err := newDaemon(cfg, func() (*config.Config, error) { return config.Load(c.configFile) }, c.web, log)
 	if err != nil {
 		return exitError(c.stderr, err)
 	}
@@ -47,6 +47,10 @@ func (c *runCmd) run() int {
 		ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	d.hup = hup
 	if err := d.run(ctx, nil); err != nil {
 		log.Error("fleetd stopped", "err", err)
 		return 1

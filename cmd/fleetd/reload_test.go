@@ -1,0 +1,188 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/sim"
+)
+
+// A running fleetd takes a new valid config on SIGHUP and on POST /-/reload,
+// rejects an invalid one (keeping the old config and metric 0), and keeps its
+// fleet state either way.
+func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	var deadID string
+	simURL := startSim(t, nil, func(s *sim.Sim) {
+		for _, d := range s.Devices(s.Locations()[0].ID) {
+			if s.SetFault(d.ID, sim.FaultDead) == nil {
+				deadID = d.ID
+				return
+			}
+		}
+		t.Fatal("no device accepts dead")
+	})
+	path := writeConfig(t, simURL)
+	original, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "run", "--config", path, "--web.listen-address", "127.0.0.1:0",
+		"--web.enable-admin-api", "--log.format", "json")
+	cmd.Env = append(os.Environ(), "FLEETD_TEST_MAIN=1")
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := "http://" + waitFor(t, &stderr, regexp.MustCompile(`"addresses":\["([^"]+)"\]`), 10*time.Second)
+	waitReady(t, base)
+
+	deadSince := regexp.MustCompile(`fleet_device_fault_since_timestamp_seconds\{[^}]*device_id="` + regexp.QuoteMeta(deadID) + `"[^}]*fault="dead"[^}]*\} (\S+)`)
+	metrics := func() string { return fetch(t, base+"/metrics") }
+	body := metrics()
+	since := deadSince.FindStringSubmatch(body)
+	if since == nil {
+		t.Fatalf("dead device %s not exported:\n%s", deadID, body)
+	}
+	if strings.Contains(body, "fleet_device_info{") {
+		t.Fatal("per-device series before they were configured")
+	}
+
+	// 1. A valid change by SIGHUP: per-device series appear.
+	write(t, path, string(original)+"metrics:\n  per_device: true\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "per-device series after SIGHUP", func() bool { return strings.Contains(metrics(), "fleet_device_info{") })
+	body = metrics()
+	assertContains(t, body, "fleetd_config_last_reload_successful 1")
+	if got := deadSince.FindStringSubmatch(body); got == nil || got[1] != since[1] {
+		t.Fatalf("fault episode lost by reload: since %v, was %s", got, since[1])
+	}
+
+	// 2. An invalid config by POST /-/reload: rejected, old config kept.
+	write(t, path, string(original)+"metrics:\n  per_device: yes-please\n")
+	resp := post(t, base+"/-/reload")
+	if resp.code != http.StatusInternalServerError || !strings.Contains(resp.body, "metrics.per_device") {
+		t.Fatalf("invalid reload: %d %q", resp.code, resp.body)
+	}
+	body = metrics()
+	assertContains(t, body, "fleetd_config_last_reload_successful 0")
+	assertContains(t, body, "fleet_device_info{")
+	if got := deadSince.FindStringSubmatch(body); got == nil || got[1] != since[1] {
+		t.Fatalf("fault episode lost by a rejected reload: %v", got)
+	}
+
+	// 3. What only a restart can change is refused.
+	write(t, path, strings.Replace(string(original), "ledger.db", "other.db", 1))
+	resp = post(t, base+"/-/reload")
+	if resp.code != http.StatusInternalServerError || !strings.Contains(resp.body, "remediation.ledger") {
+		t.Fatalf("ledger change: %d %q", resp.code, resp.body)
+	}
+
+	// 4. The original config by POST: accepted, per-device series gone.
+	write(t, path, string(original))
+	if resp := post(t, base+"/-/reload"); resp.code != http.StatusOK {
+		t.Fatalf("valid reload: %d %q", resp.code, resp.body)
+	}
+	body = metrics()
+	assertContains(t, body, "fleetd_config_last_reload_successful 1")
+	if strings.Contains(body, "fleet_device_info{") {
+		t.Fatal("per-device series stayed after they were configured off")
+	}
+	if resp := get(t, base+"/-/reload"); resp.code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /-/reload: %d", resp.code)
+	}
+	logs := stderr.String()
+	assertContains(t, logs, `"msg":"config reload failed; keeping the running config"`)
+	assertContains(t, logs, `"msg":"config reloaded"`)
+}
+
+// Without --web.enable-admin-api there is no /-/reload.
+func TestReloadEndpointNeedsAdminAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	path := writeConfig(t, startSim(t, nil, nil))
+	cmd := exec.Command(os.Args[0], "run", "--config", path, "--web.listen-address", "127.0.0.1:0", "--log.format", "json")
+	cmd.Env = append(os.Environ(), "FLEETD_TEST_MAIN=1")
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := "http://" + waitFor(t, &stderr, regexp.MustCompile(`"addresses":\["([^"]+)"\]`), 10*time.Second)
+	if resp := post(t, base+"/-/reload"); resp.code != http.StatusNotFound {
+		t.Fatalf("POST /-/reload without the admin API: %d", resp.code)
+	}
+}
+
+type response struct {
+	code int
+	body string
+}
+
+func post(t *testing.T, url string) response {
+	t.Helper()
+	return request(t, http.MethodPost, url)
+}
+
+func get(t *testing.T, url string) response {
+	t.Helper()
+	return request(t, http.MethodGet, url)
+}
+
+func request(t *testing.T, method, url string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	if _, err := io.Copy(&b, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return response{resp.StatusCode, b.String()}
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func assertContains(t *testing.T, s, want string) {
+	t.Helper()
+	if !strings.Contains(s, want) {
+		t.Fatalf("%q missing from:\n%s", want, s)
+	}
+}

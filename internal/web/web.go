@@ -34,8 +34,11 @@ type Options struct {
 	Ready func() bool
 	// ShutdownTimeout bounds the graceful shutdown (default 10s).
 	ShutdownTimeout time.Duration
-	// Routes registers additional handlers (status page, APIs) on the mux.
+	// Routes registers additional handlers (APIs) on the mux.
 	Routes func(mux *http.ServeMux)
+	// Home serves "/" (the status page); when nil, a landing page with
+	// links is served there.
+	Home http.Handler
 	Logger *slog.Logger
 }
 
@@ -110,7 +113,11 @@ func (s *Server) routes() http.Handler {
 	if s.opts.Routes != nil {
 		s.opts.Routes(mux)
 	}
-	if s.opts.TelemetryPath != "/" {
+	switch {
+	case s.opts.TelemetryPath == "/":
+	case s.opts.Home != nil:
+		mux.Handle("/{$}", s.opts.Home)
+	default:
 		mux.HandleFunc("GET /{$}", s.landing)
 	}
 	return mux

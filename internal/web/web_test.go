@@ -97,6 +97,21 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
+func TestHomeReplacesLanding(t *testing.T) {
+	reg := testRegistry()
+	base, stop := start(t, Options{
+		Flags: flags("127.0.0.1:0", ""), TelemetryPath: "/metrics", Gatherer: reg, Ready: func() bool { return true },
+		Home: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "status page") }),
+	})
+	defer stop()
+	if code, body := get(t, base+"/", "", ""); code != 200 || body != "status page" {
+		t.Fatalf("GET / = %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/other", "", ""); code != 404 {
+		t.Fatalf("GET /other = %d, want 404", code)
+	}
+}
+
 func TestBasicAuthFromWebConfig(t *testing.T) {
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pass"), bcrypt.MinCost)
 	if err != nil {

@@ -120,7 +120,10 @@ func newSimFleet(t *testing.T) simFleet {
 	}
 	// A few other faults, so the page (and its screenshot) shows a mix.
 	for _, k := range []sim.FaultKind{sim.FaultDead, sim.FaultLockMismatch, sim.FaultUnknownState, sim.FaultOverdueRental} {
-		for _, l := range s.Locations()[2:] {
+		for _, l := range s.Locations() {
+			if l.ID == target.LocationID {
+				continue
+			}
 			done := false
 			for _, d := range s.Devices(l.ID) {
 				if len(d.Faults) == 0 && s.SetFault(d.ID, k) == nil {
@@ -153,7 +156,14 @@ func (f simFleet) handler(t testing.TB) http.Handler {
 	return newTestHandler(t, Options{
 		Snapshot: func() *scrape.Snapshot { return f.snap },
 		Remediation: func() *Remediation {
-			return &Remediation{Enabled: true, Trigger: "internal", DeviceState: map[string]string{f.device.ID: "in flight (attempt 1)"}}
+			return &Remediation{
+				Enabled: true, Trigger: "internal", InFlight: 1,
+				Decisions: []Decision{{
+					Time: f.now.Add(-20 * time.Second), DeviceID: f.device.ID, Alias: f.device.Alias, LocationID: f.device.LocationID,
+					Fault: string(f.fault), Source: "walk", Outcome: "sent", Attempt: 1, CommandID: "cmd-000001",
+				}},
+				DeviceState: map[string]string{f.device.ID: "in flight (attempt 1)"},
+			}
 		},
 		Version: "test",
 		Now:     func() time.Time { return f.now },

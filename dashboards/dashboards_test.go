@@ -1,0 +1,200 @@
+// Package dashboards holds fleetd's Grafana dashboards (JSON) and their
+// provisioning files; its test checks the dashboards' structure.
+package dashboards
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+type panel struct {
+	ID          int                 `json:"id"`
+	Type        string              `json:"type"`
+	Title       string              `json:"title"`
+	Description string              `json:"description"`
+	Datasource  json.RawMessage     `json:"datasource"`
+	GridPos     *struct{ W, H int } `json:"gridPos"`
+	FieldConfig struct {
+		Defaults struct {
+			Unit string `json:"unit"`
+		} `json:"defaults"`
+	} `json:"fieldConfig"`
+	Targets []struct {
+		RefID      string          `json:"refId"`
+		Expr       string          `json:"expr"`
+		Datasource json.RawMessage `json:"datasource"`
+	} `json:"targets"`
+	Panels []panel `json:"panels"`
+}
+
+type dashboard struct {
+	UID           string  `json:"uid"`
+	Title         string  `json:"title"`
+	SchemaVersion int     `json:"schemaVersion"`
+	Panels        []panel `json:"panels"`
+	Templating    struct {
+		List []struct {
+			Name       string          `json:"name"`
+			Type       string          `json:"type"`
+			Query      json.RawMessage `json:"query"`
+			Datasource json.RawMessage `json:"datasource"`
+			Multi      bool            `json:"multi"`
+			IncludeAll bool            `json:"includeAll"`
+		} `json:"list"`
+	} `json:"templating"`
+}
+
+// numeric panel types need a unit.
+var numeric = map[string]bool{"timeseries": true, "stat": true, "gauge": true, "bargauge": true, "table": true, "piechart": true}
+
+// rangeOfRate finds the range of every rate/irate call.
+var rangeOfRate = regexp.MustCompile(`\b(?:rate|irate)\([^\[\)]*\[([^\]]+)\]`)
+
+func TestDashboards(t *testing.T) {
+	files, err := filepath.Glob("*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"fleet-overview.json", "fleetd.json", "remediation.json", "rentals.json"}
+	for _, w := range want {
+		if _, err := os.Stat(w); err != nil {
+			t.Errorf("missing dashboard %s", w)
+		}
+	}
+	uids := map[string]string{}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d dashboard
+			if err := json.Unmarshal(b, &d); err != nil {
+				t.Fatalf("invalid JSON: %v", err)
+			}
+			if d.UID == "" || d.Title == "" {
+				t.Errorf("uid %q, title %q: both required", d.UID, d.Title)
+			}
+			if other, dup := uids[d.UID]; dup {
+				t.Errorf("uid %q also used by %s", d.UID, other)
+			}
+			uids[d.UID] = f
+			if d.SchemaVersion < 39 {
+				t.Errorf("schemaVersion %d, want ≥ 39", d.SchemaVersion)
+			}
+			vars := map[string]int{}
+			for i, v := range d.Templating.List {
+				vars[v.Name] = i
+			}
+			if i, ok := vars["datasource"]; !ok {
+				t.Error("no datasource variable")
+			} else if v := d.Templating.List[i]; v.Type != "datasource" || string(v.Query) != `"prometheus"` {
+				t.Errorf("datasource variable: type %q query %s, want datasource / prometheus", v.Type, v.Query)
+			}
+			if i, ok := vars["location"]; !ok {
+				t.Error("no location variable")
+			} else {
+				v := d.Templating.List[i]
+				if v.Type != "query" || !v.Multi || !v.IncludeAll ||
+					!strings.Contains(string(v.Query), `label_values(fleet_location_info, location_id)`) {
+					t.Errorf("location variable: type %q multi %v includeAll %v query %s", v.Type, v.Multi, v.IncludeAll, v.Query)
+				}
+				checkDatasource(t, "location variable", v.Datasource)
+			}
+			ids := map[int]bool{}
+			var walk func([]panel)
+			walk = func(ps []panel) {
+				for _, p := range ps {
+					if ids[p.ID] {
+						t.Errorf("panel %q: id %d used twice", p.Title, p.ID)
+					}
+					ids[p.ID] = true
+					if p.GridPos == nil || p.GridPos.W == 0 || p.GridPos.H == 0 {
+						t.Errorf("panel %q: no gridPos", p.Title)
+					}
+					if p.Type == "row" {
+						walk(p.Panels)
+						continue
+					}
+					if p.Title == "" || p.Description == "" {
+						t.Errorf("panel %q: title and description required", p.Title)
+					}
+					checkDatasource(t, "panel "+p.Title, p.Datasource)
+					if numeric[p.Type] && p.FieldConfig.Defaults.Unit == "" {
+						t.Errorf("panel %q (%s): no unit", p.Title, p.Type)
+					}
+					if len(p.Targets) == 0 {
+						t.Errorf("panel %q: no targets", p.Title)
+					}
+					for _, tg := range p.Targets {
+						where := p.Title + "/" + tg.RefID
+						checkDatasource(t, "target "+where, tg.Datasource)
+						if strings.TrimSpace(tg.Expr) == "" {
+							t.Errorf("target %s: empty expr", where)
+						}
+						for _, m := range rangeOfRate.FindAllStringSubmatch(tg.Expr, -1) {
+							if m[1] != "$__rate_interval" {
+								t.Errorf("target %s: rate over [%s], want [$__rate_interval]", where, m[1])
+							}
+						}
+					}
+				}
+			}
+			walk(d.Panels)
+			if len(ids) < 5 {
+				t.Errorf("%d panels, want a real dashboard", len(ids))
+			}
+		})
+	}
+}
+
+func checkDatasource(t *testing.T, where string, raw json.RawMessage) {
+	t.Helper()
+	var ds struct{ Type, UID string }
+	if err := json.Unmarshal(raw, &ds); err != nil || ds.Type != "prometheus" || ds.UID != "${datasource}" {
+		t.Errorf("%s: datasource %s, want {\"type\":\"prometheus\",\"uid\":\"${datasource}\"}", where, raw)
+	}
+}
+
+func TestProvisioning(t *testing.T) {
+	var dash struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name, Type string
+			Options    struct{ Path string } `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, "provisioning/dashboards.yml", &dash)
+	if dash.APIVersion != 1 || len(dash.Providers) != 1 || dash.Providers[0].Type != "file" || dash.Providers[0].Options.Path == "" {
+		t.Errorf("provisioning/dashboards.yml: %+v, want apiVersion 1 and one file provider with a path", dash)
+	}
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name, Type, URL string
+		} `yaml:"datasources"`
+	}
+	readYAML(t, "provisioning/datasources.yml", &ds)
+	if ds.APIVersion != 1 || len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" || ds.Datasources[0].URL == "" {
+		t.Errorf("provisioning/datasources.yml: %+v, want apiVersion 1 and one prometheus data source with a url", ds)
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(false)
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}

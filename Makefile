@@ -38,3 +38,26 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# Container image (needs BuildKit). Pass GO_IMAGE / RUNTIME_IMAGE to pin the
+# base images by digest for a release; the Dockerfile says how.
+DOCKER     ?= docker
+IMAGE      ?= fleetd
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+.PHONY: docker prometheusrule
+
+docker:
+	$(DOCKER) build \
+		--build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(REVISION) \
+		--build-arg BRANCH=$(BRANCH) \
+		--build-arg BUILD_DATE=$(BUILD_DATE) \
+		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) \
+		$(if $(RUNTIME_IMAGE),--build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE)) \
+		-t $(IMAGE):$(VERSION) .
+
+# deploy/kubernetes/prometheusrule.yaml is generated from alerts.yml;
+# deploy/deploy_test.go fails when they drift apart.
+prometheusrule:
+	$(GO) run ./deploy/genrule -in alerts.yml -out deploy/kubernetes/prometheusrule.yaml

@@ -9,7 +9,7 @@ LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Branch=$(BRANCH)
 BENCHTIME ?= 5x
 
-.PHONY: all build test check bench vet fuzz clean
+.PHONY: all build test test-real real-deps check bench vet fuzz clean
 
 all: build
 
@@ -24,8 +24,18 @@ vet:
 test:
 	$(GO) test -race -count=1 ./...
 
-# The full suite: vet, race tests, then the checks that need real programs.
-check: vet test
+# Installs Prometheus, Alertmanager, Chromium and curl from Debian when missing.
+real-deps:
+	./scripts/install-real.sh
+
+# The race tests with the real programs required: the tests that drive the
+# real Prometheus, promtool, Alertmanager and Chromium fail instead of skip.
+test-real: real-deps
+	FLEETD_REQUIRE_REAL=1 $(GO) test -race -count=1 ./...
+
+# The full suite: vet, every test with the real programs, then promtool over
+# the rules and over the exposition of a running demo.
+check: vet test-real
 	./scripts/check-real.sh
 
 # Benchmarks against the simulator; figures are recorded in docs/performance.md.

@@ -4,16 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_install() {
-  if [ "$(id -u)" != 0 ]; then
-    echo "check-real: need $* (apt-get install $*), and not root" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-command -v promtool >/dev/null || apt_install prometheus
-command -v curl >/dev/null || apt_install curl
+./scripts/install-real.sh
 
 tmp=$(mktemp -d)
 pids=()
@@ -25,6 +16,10 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== promtool check rules / test rules"
+promtool check rules alerts.yml
+promtool test rules alerts_test.yml
 
 echo "== build"
 go build -o "$tmp/fleetd" ./cmd/fleetd

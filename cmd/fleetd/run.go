@@ -32,6 +32,12 @@ func newRunCmd(app *kingpin.Application, logs *logFlags, stdout, stderr io.Write
 }
 
 func (c *runCmd) run() int {
+	// SIGHUP is caught from the start: a reload sent while fleetd is still
+	// starting must not kill it (the default action); it is applied once
+	// running.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := c.logs.logger(c.stderr)
 	cfg, err := config.Load(c.configFile)
 	if err != nil {
@@ -47,9 +53,6 @@ func (c *runCmd) run() int {
 		ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	d.hup = hup
 	if err := d.run(ctx, nil); err != nil {
 		log.Error("fleetd stopped", "err", err)

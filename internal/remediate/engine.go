@@ -1,0 +1,971 @@
+package remediate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/config"
+	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/scrape"
+)
+
+// Commander is the part of *bikeep.Client the engine uses.
+type Commander interface {
+	SendCommand(ctx context.Context, deviceID string, req bikeep.CommandRequest) (*bikeep.Command, error)
+	GetCommand(ctx context.Context, commandID string) (*bikeep.Command, error)
+}
+
+// DefaultPollInterval is how often an in-flight command is polled.
+const DefaultPollInterval = 2 * time.Second
+
+// Options configure an Engine.
+type Options struct {
+	// Policy is the remediation: config section.
+	Policy    config.Remediation
+	Commander Commander
+	// Ledger is opened by the caller (OpenLedger) and outlives the engine.
+	Ledger *Ledger
+	// Registerer receives the fleetd_remediation_* metrics; nil registers
+	// nothing.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock of every gate, timeout and ledger timestamp; default
+	// time.Now.
+	Now func() time.Time
+	// PollInterval is the GetCommand polling period; default 2s.
+	PollInterval time.Duration
+}
+
+// Request is one remediation request from the Alertmanager webhook.
+type Request struct {
+	DeviceID   string           `json:"device_id"`
+	LocationID string           `json:"location_id,omitempty"`
+	Fault      health.FaultKind `json:"fault"`
+	// Source names the requester in decisions; default "alertmanager".
+	Source string `json:"source,omitempty"`
+}
+
+// Decision sources.
+const (
+	SourceWalk         = "walk"
+	SourceAlertmanager = "alertmanager"
+)
+
+// Decision outcomes.
+const (
+	OutcomeSent    = "sent"
+	OutcomeSkipped = "skipped"
+	OutcomeDryRun  = "dry_run"
+)
+
+// Skip reasons: the reason label of fleetd_remediation_skipped_total, in
+// gate order.
+const (
+	ReasonDisabled       = "disabled"
+	ReasonTrigger        = "trigger"
+	ReasonPaused         = "paused"
+	ReasonBlackout       = "blackout"
+	ReasonExcluded       = "excluded"
+	ReasonNotActive      = "not_active"
+	ReasonNotRecoverable = "not_recoverable"
+	ReasonUnsupported    = "unsupported"
+	ReasonTooYoung       = "too_young"
+	ReasonStorm          = "storm"
+	ReasonInFlight       = "in_flight"
+	ReasonCooldown       = "cooldown"
+	ReasonExhausted      = "exhausted"
+	ReasonMaxInFlight    = "max_in_flight"
+	// ReasonStopped: the engine has shut down and starts no more commands.
+	ReasonStopped     = "stopped"
+	ReasonRateLimited = "rate_limited"
+	ReasonDryRun      = "dry_run"
+	// ReasonLedgerError: the write-ahead record could not be made durable,
+	// so nothing was sent.
+	ReasonLedgerError = "ledger_error"
+)
+
+// SkipReasons returns every skip reason, in gate order (a fresh slice).
+func SkipReasons() []string {
+	return []string{ReasonDisabled, ReasonTrigger, ReasonPaused, ReasonBlackout, ReasonExcluded,
+		ReasonNotActive, ReasonNotRecoverable, ReasonUnsupported, ReasonTooYoung, ReasonStorm,
+		ReasonInFlight, ReasonCooldown, ReasonExhausted, ReasonMaxInFlight, ReasonStopped,
+		ReasonRateLimited, ReasonDryRun, ReasonLedgerError}
+}
+
+// Command results (fleetd_remediation_commands_total) and verification
+// results (fleetd_remediation_verified_total).
+const (
+	ResultSuccess    = "success"
+	ResultError      = "error"
+	ResultTimeout    = "timeout"
+	ResultSendFailed = "send_failed"
+	ResultFixed      = "fixed"
+	ResultNotFixed   = "not_fixed"
+)
+
+// Decision is the outcome of one fault passing through the gates.
+type Decision struct {
+	Time       time.Time        `json:"time"`
+	DeviceID   string           `json:"device_id"`
+	Alias      string           `json:"alias,omitempty"`
+	LocationID string           `json:"location_id,omitempty"`
+	Fault      health.FaultKind `json:"fault"`
+	Source     string           `json:"source"`
+	Outcome    string           `json:"outcome"`
+	// Reason is the skip reason ("" when sent or dry_run).
+	Reason string `json:"reason,omitempty"`
+	// Attempt is the attempt sent (or that would be sent, for dry_run);
+	// for a skip, the attempts used so far in the episode.
+	Attempt    int  `json:"attempt"`
+	PowerCycle bool `json:"power_cycle"`
+	// CommandID, Result and CorrelationID are filled in on the recorded
+	// decision as the command progresses.
+	CommandID     string `json:"command_id,omitempty"`
+	Result        string `json:"result,omitempty"`
+	CorrelationID string `json:"correlation_id,omitempty"`
+
+	seq uint64
+}
+
+// faultKey identifies an active fault of a device.
+type faultKey struct {
+	DeviceID string
+	Fault    health.FaultKind
+}
+
+type sigKey struct {
+	faultKey
+	source string
+}
+
+// sig is the last (outcome, reason) logged for a fault, so that unchanged
+// skips are logged at DEBUG and kept out of the decision ring.
+type sig struct {
+	outcome, reason string
+	gen             uint64
+}
+
+// command is the in-memory side of a commandRecord.
+type command struct {
+	rec commandRecord
+	key string
+	seq uint64 // the decision that sent it, for ring updates
+	// polling is set once a poller runs for it (guarded by Engine.mu).
+	polling bool
+}
+
+type storm struct {
+	since      time.Time
+	belowSince time.Time // zero while over the limit
+}
+
+type exclusions struct {
+	locations, types, tags map[string]bool
+}
+
+func newExclusions(x config.Exclude) exclusions {
+	set := func(vs []string) map[string]bool {
+		m := make(map[string]bool, len(vs))
+		for _, v := range vs {
+			m[v] = true
+		}
+		return m
+	}
+	return exclusions{set(x.Locations), set(x.DeviceTypes), set(x.Tags)}
+}
+
+const ringSize = 100
+
+// fleetScope is the storm scope label of the fleet-wide storm; a location
+// storm's scope is its location id.
+const fleetScope = "fleet"
+
+// Engine is the remediation engine. All methods are safe for concurrent use.
+type Engine struct {
+	cmd          Commander
+	ledger       *Ledger
+	log          *slog.Logger
+	now          func() time.Time
+	pollInterval time.Duration
+	m            *metrics
+
+	// ctx bounds every POST and poll; cancelled when Run ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards everything below. It is never held across network I/O;
+	// it is held across ledger writes, which are local and must be ordered
+	// with the decisions they record.
+	mu         sync.Mutex
+	policy     config.Remediation
+	excl       exclusions
+	limiter    *rate.Limiter
+	pause      pauseRecord
+	fleetStorm *storm
+	storms     map[string]*storm // by location id
+	episodes   map[episodeKey]*episodeRecord
+	devices    map[string]time.Time // device id → last send
+	commands   map[string]*command  // by record key: in flight or awaiting verification
+	inflight   map[string]*command  // by device id
+	snap       *scrape.Snapshot
+	active     map[faultKey]*health.Fault // faults of Up locations in snap
+	faulty     map[string]int             // scratch: faulty devices per location
+	sigs       map[sigKey]sig
+	gen        uint64
+	ring       [ringSize]Decision
+	ringLen    int
+	ringNext   int
+	seq        uint64
+	running    bool
+	stopped    bool
+}
+
+// New builds an engine and loads its state from the ledger. It performs no
+// network I/O and starts no goroutines; Run resumes polling.
+func New(opts Options) (*Engine, error) {
+	if opts.Commander == nil {
+		return nil, errors.New("remediate: no Commander")
+	}
+	if opts.Ledger == nil {
+		return nil, errors.New("remediate: no Ledger")
+	}
+	if err := checkPolicy(opts.Policy); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	st, err := opts.Ledger.load()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		cmd:          opts.Commander,
+		ledger:       opts.Ledger,
+		log:          opts.Logger,
+		now:          opts.Now,
+		pollInterval: opts.PollInterval,
+		ctx:          ctx,
+		cancel:       cancel,
+		policy:       opts.Policy,
+		excl:         newExclusions(opts.Policy.Exclude),
+		limiter:      rate.NewLimiter(opts.Policy.Rate.Limit(), burst(opts.Policy)),
+		pause:        st.pause,
+		storms:       map[string]*storm{},
+		episodes:     map[episodeKey]*episodeRecord{},
+		devices:      map[string]time.Time{},
+		commands:     map[string]*command{},
+		inflight:     map[string]*command{},
+		active:       map[faultKey]*health.Fault{},
+		faulty:       map[string]int{},
+		sigs:         map[sigKey]sig{},
+	}
+	for _, s := range st.storms {
+		if s.Scope == fleetScope {
+			e.fleetStorm = &storm{since: s.Since}
+		} else if id, ok := strings.CutPrefix(s.Scope, stormLocationPrefix); ok {
+			e.storms[id] = &storm{since: s.Since}
+		}
+	}
+	for i := range st.episodes {
+		r := st.episodes[i]
+		e.episodes[episodeKey{r.DeviceID, r.Fault, r.FirstSeen.UnixNano()}] = &r
+	}
+	for _, d := range st.devices {
+		e.devices[d.DeviceID] = d.LastSend
+	}
+	for _, r := range st.commands {
+		if r.Phase == phaseSending {
+			// fleetd died between the write-ahead record and the POST's
+			// answer: the command may exist. Never re-send; block the device.
+			r.Phase = phaseUnknown
+		}
+		c := &command{rec: r, key: r.key()}
+		e.commands[c.key] = c
+		if r.inFlight() {
+			e.inflight[r.DeviceID] = c
+		}
+	}
+	e.m = newMetrics(e)
+	if opts.Registerer != nil {
+		if err := e.m.register(opts.Registerer); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	if len(e.commands) > 0 || len(e.episodes) > 0 || e.pause.Paused {
+		e.log.Info("remediation state loaded from ledger", "ledger", e.ledger.Path(),
+			"paused", e.pause.Paused, "episodes", len(e.episodes), "commands", len(e.commands),
+			"in_flight", len(e.inflight), "storms", len(e.storms)+btoi(e.fleetStorm != nil))
+	}
+	return e, nil
+}
+
+const stormLocationPrefix = "location:"
+
+func stormKey(locationID string) string { return stormLocationPrefix + locationID }
+
+func checkPolicy(p config.Remediation) error {
+	switch p.Trigger {
+	case config.TriggerInternal, config.TriggerAlertmanager, config.TriggerBoth:
+	default:
+		return fmt.Errorf("remediate: invalid trigger %q", p.Trigger)
+	}
+	if p.MaxAttempts < 1 || p.MaxInFlight < 1 {
+		return errors.New("remediate: max_attempts and max_in_flight must be at least 1")
+	}
+	return nil
+}
+
+// burst is the token bucket's depth: at most one rate period's worth, and
+// never more than max_in_flight, so a fresh (full) bucket after a start or
+// reload cannot release a bigger wave than the in-flight cap allows anyway;
+// at least 1 so the bucket can release anything at all.
+func burst(p config.Remediation) int {
+	return max(1, min(p.Rate.Count, p.MaxInFlight))
+}
+
+// Run resumes polling the in-flight commands found in the ledger, then
+// serves until ctx ends. It returns once every POST and poller it or the
+// decisions started has stopped; commands still in flight stay in the
+// ledger for the next start.
+func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.running || e.stopped {
+		e.mu.Unlock()
+		return errors.New("remediate: Run called twice")
+	}
+	e.running = true
+	resumed := 0
+	for _, c := range e.commands {
+		if c.rec.Phase == phasePolling {
+			e.startPollLocked(c)
+			resumed++
+		}
+	}
+	e.mu.Unlock()
+	if resumed > 0 {
+		e.log.Info("resumed polling in-flight remediation commands", "commands", resumed)
+	}
+	<-ctx.Done()
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	e.cancel()
+	e.wg.Wait()
+	return nil
+}
+
+// goLocked starts f tracked by the wait group, unless the engine stopped.
+func (e *Engine) goLocked(f func()) bool {
+	if e.stopped {
+		return false
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Observe is called after every device walk: it verifies finished
+// commands, ends episodes whose fault cleared, tracks storms and, with
+// trigger internal or both, makes one decision per fault of an Up location.
+func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
+	if snap == nil {
+		return
+	}
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gen++
+	e.snap = snap
+	e.indexLocked(snap)
+
+	var ops []ledgerOp
+	ops = e.verifyLocked(ctx, snap, ops)
+	ops = e.expireLocked(ctx, now, ops)
+	ops = e.endEpisodesLocked(ctx, snap, ops)
+	ops = e.stormsLocked(ctx, now, snap, ops)
+	if err := e.ledger.apply(ops...); err != nil {
+		e.log.Error("remediation ledger update failed", "err", err)
+	}
+
+	if e.policy.Trigger != config.TriggerAlertmanager {
+		pc := passCtx{now: now, blackout: e.blackoutAt(now)}
+		var lk locCache
+		for i := range snap.Faults {
+			f := &snap.Faults[i]
+			loc := lk.get(snap, f.LocationID)
+			if loc == nil || !loc.Up {
+				continue // stale data is never acted on
+			}
+			e.decideLocked(ctx, &pc, f, findDevice(loc, f.DeviceID), f.DeviceID, f.LocationID, f.Kind, SourceWalk)
+		}
+	}
+	for k, s := range e.sigs {
+		if s.gen != e.gen && e.active[k.faultKey] == nil {
+			delete(e.sigs, k)
+		}
+	}
+}
+
+// Request decides one remediation request from the Alertmanager webhook,
+// through the same gates as a walk's decisions, against the latest
+// snapshot Observe saw.
+func (e *Engine) Request(ctx context.Context, r Request) Decision {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	source := r.Source
+	if source == "" {
+		source = SourceAlertmanager
+	}
+	f := e.active[faultKey{r.DeviceID, r.Fault}]
+	if f != nil && r.LocationID != "" && f.LocationID != r.LocationID {
+		f = nil // the alert is about a device we see elsewhere: not this fault
+	}
+	var dev *bikeep.Device
+	loc := r.LocationID
+	if f != nil {
+		loc = f.LocationID
+		if l := findLocation(e.snap, loc); l != nil {
+			dev = findDevice(l, f.DeviceID)
+		}
+	}
+	pc := passCtx{now: now, blackout: e.blackoutAt(now)}
+	return e.decideLocked(ctx, &pc, f, dev, r.DeviceID, loc, r.Fault, source)
+}
+
+// passCtx holds what is the same for every decision of one pass.
+type passCtx struct {
+	now      time.Time
+	blackout bool
+}
+
+// blackoutAt is evaluated once per pass: Blackout.Active parses its cron
+// spec on every call.
+func (e *Engine) blackoutAt(now time.Time) bool {
+	for _, b := range e.policy.Blackout {
+		if b.Active(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// decideLocked runs the gates for one fault and acts on the outcome. f is
+// nil when the fault is not active in the latest snapshot; dev is nil when
+// the device is not in it.
+func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault, dev *bikeep.Device,
+	deviceID, locationID string, kind health.FaultKind, source string) Decision {
+	d := Decision{Time: pc.now, DeviceID: deviceID, LocationID: locationID, Fault: kind, Source: source}
+	switch {
+	case dev != nil:
+		d.Alias = dev.Alias
+	case f != nil:
+		d.Alias = f.Alias
+	}
+	var ep *episodeRecord
+	if f != nil {
+		ep = e.episodes[episodeKey{deviceID, kind, f.FirstSeen.UnixNano()}]
+		if ep != nil {
+			d.Attempt = ep.Attempts
+		}
+	}
+	reason := e.gateLocked(pc, f, dev, ep, deviceID, locationID, kind, source)
+	switch reason {
+	case "":
+		d = e.sendLocked(ctx, pc.now, f, ep, d)
+	case ReasonDryRun:
+		d.Outcome = OutcomeDryRun
+		d.Attempt++
+		d.PowerCycle = e.powerCycle(d.Attempt)
+		e.m.skip(reason)
+	default:
+		d.Outcome, d.Reason = OutcomeSkipped, reason
+		e.m.skip(reason)
+	}
+	e.auditLocked(ctx, d)
+	return d
+}
+
+// gateLocked returns the first refusal, "" to send.
+func (e *Engine) gateLocked(pc *passCtx, f *health.Fault, dev *bikeep.Device, ep *episodeRecord,
+	deviceID, locationID string, kind health.FaultKind, source string) string {
+	p := &e.policy
+	switch {
+	case !p.Enabled:
+		return ReasonDisabled
+	case source != SourceWalk && p.Trigger == config.TriggerInternal:
+		return ReasonTrigger
+	case e.pause.Paused:
+		return ReasonPaused
+	case pc.blackout:
+		return ReasonBlackout
+	case e.excludedLocked(locationID, dev, f):
+		return ReasonExcluded
+	case !kind.RecoverableKind():
+		return ReasonNotRecoverable
+	case f == nil || dev == nil:
+		return ReasonNotActive
+	case !f.Recoverable:
+		return ReasonNotRecoverable
+	case !health.CanSync(dev):
+		return ReasonUnsupported
+	case pc.now.Sub(f.FirstSeen) < p.MinFaultAge || f.Walks < 2:
+		return ReasonTooYoung
+	case e.fleetStorm != nil || e.storms[locationID] != nil:
+		return ReasonStorm
+	case e.inflight[deviceID] != nil:
+		return ReasonInFlight
+	}
+	if last, ok := e.devices[deviceID]; ok && pc.now.Sub(last) < p.Cooldown {
+		return ReasonCooldown
+	}
+	switch {
+	case ep != nil && ep.Attempts >= p.MaxAttempts:
+		return ReasonExhausted
+	case len(e.inflight) >= p.MaxInFlight:
+		return ReasonMaxInFlight
+	case e.stopped:
+		return ReasonStopped
+	case p.DryRun:
+		// A dry run must not spend tokens: it only asks whether one is there.
+		if e.limiter.TokensAt(pc.now) < 1 {
+			return ReasonRateLimited
+		}
+		return ReasonDryRun
+	case !e.limiter.AllowN(pc.now, 1):
+		return ReasonRateLimited
+	}
+	return ""
+}
+
+func (e *Engine) excludedLocked(locationID string, dev *bikeep.Device, f *health.Fault) bool {
+	if e.excl.locations[locationID] {
+		return true
+	}
+	switch {
+	case dev != nil:
+		if e.excl.types[string(dev.Type)] {
+			return true
+		}
+		for _, t := range dev.Tags {
+			if e.excl.tags[t] {
+				return true
+			}
+		}
+	case f != nil:
+		return e.excl.types[string(f.DeviceType)]
+	}
+	return false
+}
+
+func (e *Engine) powerCycle(attempt int) bool {
+	return e.policy.PowerCycleFromAttempt > 0 && attempt >= e.policy.PowerCycleFromAttempt
+}
+
+// sendLocked records the attempt durably, then starts the POST in a
+// goroutine. The token has been spent by the rate gate.
+func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault, ep *episodeRecord, d Decision) Decision {
+	next := episodeRecord{DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault, FirstSeen: f.FirstSeen}
+	if ep != nil {
+		next = *ep
+		next.Alias, next.LocationID = d.Alias, d.LocationID
+	}
+	next.Attempts++
+	next.LastAttempt = now
+	rec := commandRecord{
+		DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault,
+		FirstSeen: f.FirstSeen, Attempt: next.Attempts, PowerCycle: e.powerCycle(next.Attempts),
+		SentAt: now, Phase: phaseSending, Source: d.Source,
+	}
+	key := rec.key()
+	if e.commands[key] != nil {
+		// Cannot happen (attempt numbers only grow), but never overwrite
+		// the record of a command that may exist.
+		d.Outcome, d.Reason = OutcomeSkipped, ReasonInFlight
+		e.m.skip(d.Reason)
+		return d
+	}
+	// Write-ahead: the attempt, the cooldown and the in-flight entry are on
+	// disk before anything leaves, so a crash can never cause a re-send.
+	err := e.ledger.apply(
+		putOp(bucketEpisodes, next.key(), &next),
+		putOp(bucketDevices, d.DeviceID, &deviceRecord{DeviceID: d.DeviceID, LastSend: now}),
+		putOp(bucketCommands, key, &rec),
+	)
+	if err != nil {
+		e.log.Error("remediation write-ahead failed; not sending", "device_id", d.DeviceID, "err", err)
+		d.Outcome, d.Reason = OutcomeSkipped, ReasonLedgerError
+		e.m.skip(d.Reason)
+		return d
+	}
+	e.episodes[episodeKey{next.DeviceID, next.Fault, next.FirstSeen.UnixNano()}] = &next
+	e.devices[d.DeviceID] = now
+	e.seq++
+	c := &command{rec: rec, key: key, seq: e.seq}
+	e.commands[key] = c
+	e.inflight[d.DeviceID] = c
+	d.Outcome, d.Attempt, d.PowerCycle, d.seq = OutcomeSent, rec.Attempt, rec.PowerCycle, c.seq
+	if !e.goLocked(func() { e.send(c) }) {
+		// Unreachable: the stopped gate refuses first. Keep the device
+		// blocked as unknown rather than pretend.
+		c.rec.Phase = phaseUnknown
+	}
+	return d
+}
+
+// auditLocked logs a decision — INFO when it differs from the last one for
+// this fault and source (or is a send), DEBUG otherwise — and keeps changed
+// decisions in the ring.
+func (e *Engine) auditLocked(ctx context.Context, d Decision) {
+	k := sigKey{faultKey{d.DeviceID, d.Fault}, d.Source}
+	prev, seen := e.sigs[k]
+	changed := !seen || prev.outcome != d.Outcome || prev.reason != d.Reason || d.Outcome == OutcomeSent
+	e.sigs[k] = sig{d.Outcome, d.Reason, e.gen}
+	level := slog.LevelDebug
+	if changed {
+		level = slog.LevelInfo
+		if d.seq == 0 {
+			e.seq++
+			d.seq = e.seq
+		}
+		e.ring[e.ringNext] = d
+		e.ringNext = (e.ringNext + 1) % ringSize
+		e.ringLen = min(e.ringLen+1, ringSize)
+	}
+	if e.log.Enabled(ctx, level) {
+		e.log.LogAttrs(ctx, level, "remediation decision", decisionAttrs(d)...)
+	}
+}
+
+func decisionAttrs(d Decision) []slog.Attr {
+	return []slog.Attr{
+		slog.String("device_id", d.DeviceID), slog.String("alias", d.Alias),
+		slog.String("location_id", d.LocationID), slog.String("fault", string(d.Fault)),
+		slog.String("source", d.Source), slog.Int("attempt", d.Attempt),
+		slog.Bool("power_cycle", d.PowerCycle), slog.String("outcome", d.Outcome),
+		slog.String("reason", d.Reason), slog.String("command_id", d.CommandID),
+		slog.String("result", d.Result), slog.String("correlation_id", d.CorrelationID),
+	}
+}
+
+// updateRingLocked fills in a recorded decision's command fields.
+func (e *Engine) updateRingLocked(seq uint64, f func(*Decision)) {
+	if seq == 0 {
+		return
+	}
+	for i := range e.ring[:e.ringLen] {
+		if e.ring[i].seq == seq {
+			f(&e.ring[i])
+			return
+		}
+	}
+}
+
+// indexLocked rebuilds the active-fault index over the Up locations.
+func (e *Engine) indexLocked(snap *scrape.Snapshot) {
+	clear(e.active)
+	var lk locCache
+	for i := range snap.Faults {
+		f := &snap.Faults[i]
+		if loc := lk.get(snap, f.LocationID); loc != nil && loc.Up {
+			e.active[faultKey{f.DeviceID, f.Kind}] = f
+		}
+	}
+}
+
+// locCache remembers the last location looked up: faults come sorted by
+// location, so most lookups hit.
+type locCache struct {
+	id  string
+	loc *scrape.LocationStatus
+	ok  bool
+}
+
+func (c *locCache) get(snap *scrape.Snapshot, id string) *scrape.LocationStatus {
+	if c.ok && c.id == id {
+		return c.loc
+	}
+	c.id, c.loc, c.ok = id, findLocation(snap, id), true
+	return c.loc
+}
+
+func findLocation(snap *scrape.Snapshot, id string) *scrape.LocationStatus {
+	if snap == nil {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(snap.Locations, id, func(l scrape.LocationStatus, id string) int {
+		return strings.Compare(l.ID, id)
+	})
+	if !ok {
+		return nil
+	}
+	return &snap.Locations[i]
+}
+
+func findDevice(loc *scrape.LocationStatus, id string) *bikeep.Device {
+	for i := range loc.Devices {
+		if loc.Devices[i].ID == id {
+			return &loc.Devices[i]
+		}
+	}
+	return nil
+}
+
+// walkStart is when the walk that last succeeded for loc started: the
+// walks of all locations run together, so it is the location's last success
+// minus the device walk's duration.
+func walkStart(snap *scrape.Snapshot, loc *scrape.LocationStatus) time.Time {
+	if src, ok := snap.Source(scrape.SourceBikeep); ok {
+		return loc.LastSuccess.Add(-src.LastDuration)
+	}
+	return loc.LastSuccess
+}
+
+// verifyLocked verifies each finished command once, on the first walk of
+// its location that started after the command ended.
+func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+	for key, c := range e.commands {
+		if c.rec.Phase != phaseDone {
+			continue
+		}
+		loc := findLocation(snap, c.rec.LocationID)
+		if loc == nil || !loc.Up || !walkStart(snap, loc).After(c.rec.EndedAt) {
+			continue
+		}
+		result := ResultFixed
+		if e.active[faultKey{c.rec.DeviceID, c.rec.Fault}] != nil {
+			result = ResultNotFixed
+		}
+		e.m.verified.WithLabelValues(string(c.rec.Fault), result).Inc()
+		delete(e.commands, key)
+		ops = append(ops, delOp(bucketCommands, key))
+		e.log.LogAttrs(ctx, slog.LevelInfo, "remediation verified", append(commandAttrs(&c.rec), slog.String("verified", result))...)
+	}
+	return ops
+}
+
+// expireLocked drops unknown-outcome entries and device last-send times
+// once the cooldown after their send has passed.
+func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []ledgerOp) []ledgerOp {
+	cd := e.policy.Cooldown
+	for key, c := range e.commands {
+		if c.rec.Phase == phaseUnknown && now.Sub(c.rec.SentAt) >= cd {
+			delete(e.commands, key)
+			if e.inflight[c.rec.DeviceID] == c {
+				delete(e.inflight, c.rec.DeviceID)
+			}
+			ops = append(ops, delOp(bucketCommands, key))
+			e.log.LogAttrs(ctx, slog.LevelInfo, "remediation command with unknown outcome released after cooldown", commandAttrs(&c.rec)...)
+		}
+	}
+	for id, last := range e.devices {
+		if now.Sub(last) >= cd && e.inflight[id] == nil {
+			delete(e.devices, id)
+			ops = append(ops, delOp(bucketDevices, id))
+		}
+	}
+	return ops
+}
+
+// endEpisodesLocked ends every episode whose fault is absent from a fresh
+// walk of its Up location (a new episode of the same kind ends the old one).
+func (e *Engine) endEpisodesLocked(ctx context.Context, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+	for k, ep := range e.episodes {
+		loc := findLocation(snap, ep.LocationID)
+		if loc == nil || !loc.Up {
+			continue // not observed: nothing is known
+		}
+		if f := e.active[faultKey{k.DeviceID, k.Fault}]; f != nil && f.FirstSeen.UnixNano() == k.FirstSeen {
+			continue
+		}
+		delete(e.episodes, k)
+		ops = append(ops, delOp(bucketEpisodes, ep.key()))
+		e.log.LogAttrs(ctx, slog.LevelInfo, "remediation fault episode ended",
+			slog.String("device_id", ep.DeviceID), slog.String("alias", ep.Alias),
+			slog.String("location_id", ep.LocationID), slog.String("fault", string(ep.Fault)),
+			slog.Int("attempts", ep.Attempts))
+	}
+	return ops
+}
+
+// stormsLocked measures the faulty ratio per Up location and fleet-wide and
+// steps the storm state machines.
+func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+	p := e.policy.Storm
+	clear(e.faulty)
+	var prevLoc, prevDev string
+	for i := range snap.Faults {
+		f := &snap.Faults[i]
+		if f.DeviceID == prevDev && f.LocationID == prevLoc {
+			continue // faults are sorted by location, device: count devices once
+		}
+		prevLoc, prevDev = f.LocationID, f.DeviceID
+		e.faulty[f.LocationID]++
+	}
+	fleetDevices, fleetFaulty := 0, 0
+	seen := 0
+	for i := range snap.Locations {
+		loc := &snap.Locations[i]
+		if !loc.Up {
+			continue // not measured: the storm state stays as it is
+		}
+		n, bad := len(loc.Devices), e.faulty[loc.ID]
+		fleetDevices += n
+		fleetFaulty += bad
+		over := n >= p.MinDevices && n > 0 && float64(bad)/float64(n) > p.MaxFaultyRatio
+		if e.storms[loc.ID] != nil {
+			seen++
+		}
+		ops = e.stepStormLocked(ctx, now, loc.ID, over, bad, n, ops)
+	}
+	if seen < len(e.storms) {
+		// A location gone from the snapshot has no faults to measure: its
+		// storm winds down through the normal hold-below period.
+		for id := range e.storms {
+			if findLocation(snap, id) == nil {
+				ops = e.stepStormLocked(ctx, now, id, false, 0, 0, ops)
+			}
+		}
+	}
+	over := fleetDevices >= p.MinDevices && fleetDevices > 0 && float64(fleetFaulty)/float64(fleetDevices) > p.MaxFaultyRatio
+	return e.stepStormLocked(ctx, now, "", over, fleetFaulty, fleetDevices, ops)
+}
+
+// stepStormLocked advances one scope's storm ("" = fleet).
+func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, over bool, bad, n int, ops []ledgerOp) []ledgerOp {
+	s, scope := e.fleetStorm, fleetScope
+	if locationID != "" {
+		s, scope = e.storms[locationID], locationID
+	}
+	// The ledger key is built only on a transition: this runs for every
+	// location on every walk.
+	key := func() string {
+		if locationID == "" {
+			return fleetScope
+		}
+		return stormKey(locationID)
+	}
+	switch {
+	case s == nil && over:
+		s = &storm{since: now}
+		e.setStormLocked(locationID, s)
+		k := key()
+		ops = append(ops, putOp(bucketStorms, k, &stormRecord{Scope: k, Since: now}))
+		e.log.LogAttrs(ctx, slog.LevelWarn, "remediation storm started: no new commands in this scope",
+			slog.String("scope", scope), slog.Int("faulty_devices", bad), slog.Int("devices", n),
+			slog.Float64("max_faulty_ratio", e.policy.Storm.MaxFaultyRatio))
+	case s == nil:
+	case over:
+		s.belowSince = time.Time{}
+	case s.belowSince.IsZero():
+		s.belowSince = now
+		if e.policy.Storm.Cooldown <= 0 {
+			ops = e.endStormLocked(ctx, now, s, locationID, scope, key(), ops)
+		}
+	case now.Sub(s.belowSince) >= e.policy.Storm.Cooldown:
+		ops = e.endStormLocked(ctx, now, s, locationID, scope, key(), ops)
+	}
+	return ops
+}
+
+func (e *Engine) setStormLocked(locationID string, s *storm) {
+	switch {
+	case locationID == "":
+		e.fleetStorm = s
+	case s == nil:
+		delete(e.storms, locationID)
+	default:
+		e.storms[locationID] = s
+	}
+}
+
+func (e *Engine) endStormLocked(ctx context.Context, now time.Time, s *storm, locationID, scope, key string, ops []ledgerOp) []ledgerOp {
+	e.setStormLocked(locationID, nil)
+	e.log.LogAttrs(ctx, slog.LevelInfo, "remediation storm ended", slog.String("scope", scope),
+		slog.Time("since", s.since), slog.Duration("duration", now.Sub(s.since)))
+	return append(ops, delOp(bucketStorms, key))
+}
+
+// Pause stops all new commands until Resume; persisted in the ledger.
+func (e *Engine) Pause(reason string) error {
+	return e.setPaused(true, reason)
+}
+
+// Resume lifts a Pause; persisted in the ledger.
+func (e *Engine) Resume(reason string) error {
+	return e.setPaused(false, reason)
+}
+
+func (e *Engine) setPaused(paused bool, reason string) error {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return errors.New("remediate: a reason is required")
+	}
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.pause.Paused == paused {
+		return nil
+	}
+	rec := pauseRecord{Paused: paused, Reason: reason, Since: now}
+	if err := e.ledger.apply(putOp(bucketMeta, string(keyPause), &rec)); err != nil {
+		return err
+	}
+	e.pause = rec
+	if paused {
+		e.log.Warn("remediation paused", "reason", reason)
+	} else {
+		e.log.Info("remediation resumed", "reason", reason)
+	}
+	return nil
+}
+
+// SetPolicy applies a reloaded remediation: section. The ledger path cannot
+// change while running. The rate limiter keeps its tokens.
+func (e *Engine) SetPolicy(p config.Remediation) error {
+	if err := checkPolicy(p); err != nil {
+		return err
+	}
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p.Ledger != e.policy.Ledger {
+		return fmt.Errorf("remediate: remediation.ledger cannot change on reload (%q → %q); restart fleetd", e.policy.Ledger, p.Ledger)
+	}
+	e.limiter.SetLimitAt(now, p.Rate.Limit())
+	e.limiter.SetBurstAt(now, burst(p))
+	e.excl = newExclusions(p.Exclude)
+	e.policy = p
+	e.log.Info("remediation policy reloaded", "enabled", p.Enabled, "dry_run", p.DryRun, "trigger", p.Trigger)
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

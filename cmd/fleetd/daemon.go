@@ -15,13 +15,16 @@ import (
 	"github.com/prometheus/common/version"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fleetd/fleetd/internal/alerts"
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/copri"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/exporter"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate"
 	"github.com/fleetd/fleetd/internal/scrape"
 	"github.com/fleetd/fleetd/internal/web"
+	"github.com/fleetd/fleetd/internal/web/status"
 )
 
 // shutdownGrace bounds how long fleetd waits for walks and HTTP requests to
@@ -39,6 +42,10 @@ type daemon struct {
 	api     *exporter.APIMetrics
 	reloads *exporter.ConfigReload
 	server  *web.Server
+	// engine, ledger and cmd are nil when remediation is off at start.
+	engine *remediate.Engine
+	ledger *remediate.Ledger
+	cmd    *commander
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal
 
@@ -49,10 +56,11 @@ type daemon struct {
 // scraperDeps are the optional collaborators of newScraper; zero values
 // mean none (api), the default HTTP client (hc) and the wall clock (now).
 type scraperDeps struct {
-	api       *exporter.APIMetrics
-	hc        *http.Client
-	now       func() time.Time
-	onPublish func(*scrape.Snapshot)
+	api          *exporter.APIMetrics
+	hc           *http.Client
+	now          func() time.Time
+	onPublish    func(*scrape.Snapshot)
+	onDeviceWalk func(context.Context, *scrape.Snapshot)
 }
 
 // newScraper builds the vendor clients and the scraper of cfg.
@@ -107,6 +115,7 @@ func scraperOptions(cfg *config.Config, log *slog.Logger, deps scraperDeps) (scr
 		StaleAfter:     cfg.Health.StaleAfter,
 		Now:            deps.now,
 		OnPublish:      deps.onPublish,
+		OnDeviceWalk:   deps.onDeviceWalk,
 		Logger:         log,
 	}, nil
 }
@@ -180,22 +189,66 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 	d := &daemon{log: log, load: load, cfg: cfg, api: api, reloads: reloads}
 	// The metrics handler encodes each new snapshot in the walk's goroutine,
 	// so scrapes never pay for it. Walks start only in run, after it is set.
-	sc, err := newScraper(cfg, log, scraperDeps{api: api, onPublish: func(s *scrape.Snapshot) { d.metrics.Warm(s) }})
+	opts, err := scraperOptions(cfg, log, scraperDeps{
+		api:       api,
+		onPublish: func(s *scrape.Snapshot) { d.metrics.Warm(s) },
+		onDeviceWalk: func(ctx context.Context, s *scrape.Snapshot) {
+			if d.engine != nil {
+				d.engine.Observe(ctx, s)
+			}
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.scraper = sc
-	d.metrics = exporter.NewHandler(reg, sc, cfg.Metrics.PerDevice, log)
+	if d.scraper, err = scrape.New(opts); err != nil {
+		return nil, err
+	}
+	if cfg.Remediation.Enabled {
+		if err := d.newEngine(cfg, opts, reg); err != nil {
+			return nil, err
+		}
+	}
+	d.metrics = exporter.NewHandler(reg, d.scraper, cfg.Metrics.PerDevice, log)
+	home, err := status.NewHandler(status.Options{
+		Snapshot:      d.scraper.Snapshot,
+		Remediation:   d.statusRemediation,
+		Version:       version.Version,
+		TelemetryPath: wf.telemetryPath,
+		AdminAPI:      wf.adminAPI && d.engine != nil,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var webhook http.Handler
+	if d.engine != nil {
+		if webhook, err = alerts.NewHandler(alertRemediator{d.engine}, log.With("component", "alerts"), reg); err != nil {
+			return nil, err
+		}
+	}
 	d.server, err = web.New(web.Options{
 		Flags:         wf.toolkit,
 		TelemetryPath: wf.telemetryPath,
 		// The fleet metrics are spliced in per snapshot, not registered.
 		Metrics:    d.metrics,
 		Registerer: reg,
-		Ready:      sc.Ready,
+		Ready:      d.scraper.Ready,
+		Home:       home,
 		Routes: func(mux *http.ServeMux) {
-			if wf.adminAPI && load != nil {
+			if webhook != nil {
+				mux.Handle("/api/v1/alerts", webhook)
+			}
+			if !wf.adminAPI {
+				return
+			}
+			if load != nil {
 				mux.HandleFunc("/-/reload", d.handleReload)
+			}
+			if d.engine != nil {
+				api := d.engine.APIHandler()
+				mux.Handle(remediate.RouteStatus, api)
+				mux.Handle(remediate.RouteStatus+"/", api)
 			}
 		},
 		Logger: log,
@@ -204,6 +257,40 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		return nil, err
 	}
 	return d, nil
+}
+
+// newEngine opens the ledger and builds the remediation engine. A ledger
+// that cannot be opened, is corrupt or is locked by another fleetd stops
+// start-up: remediating without its history could resend commands.
+func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg prometheus.Registerer) error {
+	d.cmd = &commander{}
+	if err := d.cmd.set(opts); err != nil {
+		return err
+	}
+	ledger, err := remediate.OpenLedger(cfg.Remediation.Ledger)
+	if err != nil {
+		return fmt.Errorf("remediation ledger: %w", err)
+	}
+	engine, err := remediate.New(remediate.Options{
+		Policy:     cfg.Remediation,
+		Commander:  d.cmd,
+		Ledger:     ledger,
+		Registerer: reg,
+		Logger:     d.log.With("component", "remediation"),
+	})
+	if err != nil {
+		ledger.Close()
+		return err
+	}
+	d.engine, d.ledger = engine, ledger
+	return nil
+}
+
+func (d *daemon) statusRemediation() *status.Remediation {
+	if d.engine == nil {
+		return nil
+	}
+	return statusRemediation(d.engine, d.scraper.Snapshot())
 }
 
 // reload reads the config again and applies it without losing fleet state:
@@ -235,13 +322,26 @@ func (d *daemon) applyLocked() error {
 	if cfg.Remediation.Ledger != d.cfg.Remediation.Ledger {
 		return fmt.Errorf("remediation.ledger: changing it from %q to %q needs a restart", d.cfg.Remediation.Ledger, cfg.Remediation.Ledger)
 	}
+	if cfg.Remediation.Enabled && d.engine == nil {
+		return errors.New("remediation.enabled: switching remediation on needs a restart (fleetd started without it, so its ledger is not open)")
+	}
 	// Everything that can fail is built before anything is applied.
 	opts, err := scraperOptions(cfg, d.log, scraperDeps{api: d.api})
 	if err != nil {
 		return err
 	}
+	if d.cmd != nil {
+		if err := d.cmd.set(opts); err != nil {
+			return err
+		}
+	}
 	if err := d.scraper.Reconfigure(opts); err != nil {
 		return err
+	}
+	if d.engine != nil {
+		if err := d.engine.SetPolicy(cfg.Remediation); err != nil {
+			return err
+		}
 	}
 	// The specs were validated with the config; the rental schedule follows
 	// the operators just configured.
@@ -287,6 +387,15 @@ func (d *daemon) run(ctx context.Context, onListening func(addrs []string)) erro
 	sched := d.cfg.Schedule
 	d.mu.Unlock()
 	g.Go(func() error { return d.scraper.Run(gctx, sched.Devices, sched.Rentals) })
+	if d.engine != nil {
+		// Resumes polling the commands the ledger holds in flight.
+		g.Go(func() error { return d.engine.Run(gctx) })
+		defer func() {
+			if err := d.ledger.Close(); err != nil {
+				d.log.Error("closing the remediation ledger", "err", err)
+			}
+		}()
+	}
 	if d.hup != nil {
 		g.Go(func() error {
 			for {

@@ -156,6 +156,20 @@ func injectDemoFaults(s *sim.Sim, log *slog.Logger) {
 			log.Warn("demo: no simulated device accepts this fault", "fault", kind)
 		}
 	}
+	// One device whose fault sync-device cannot cure, so remediation is seen
+	// retrying, escalating to power_cycle and finally giving up (exhausted).
+	stubborn := false
+	for i := 0; i < len(locs) && !stubborn; i++ {
+		for _, dev := range s.Devices(locs[(i+len(demoFaults))%len(locs)].ID) {
+			if used[dev.ID] || !dev.CanSync() {
+				continue
+			}
+			if s.SetFault(dev.ID, sim.FaultUnhealthy) == nil && s.SetStubborn(dev.ID, true) == nil {
+				used[dev.ID], stubborn = true, true
+				break
+			}
+		}
+	}
 	if len(locs) > 1 {
 		// One location answers 500s, so fleet_location_up 0 shows too.
 		s.SetLocationError(locs[len(locs)-1].ID, 500)
@@ -195,8 +209,11 @@ health:
   stale_after: 2m
 remediation:
   enabled: true
-  min_fault_age: 30s
-  cooldown: 2m
+  min_fault_age: 20s
+  cooldown: 30s
+  max_attempts: 2
+  power_cycle_from_attempt: 2
+  command_timeout: 1m
   ledger: LEDGER
 metrics:
   per_device: true

@@ -53,6 +53,12 @@ func freePort(t *testing.T) string {
 // process starts a program that is killed when the test ends, pass or fail.
 func process(t *testing.T, name string, env []string, args ...string) *lockedBuffer {
 	t.Helper()
+	out, _ := startProcess(t, name, env, args...)
+	return out
+}
+
+func startProcess(t *testing.T, name string, env []string, args ...string) (*lockedBuffer, *exec.Cmd) {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out lockedBuffer
@@ -67,7 +73,7 @@ func process(t *testing.T, name string, env []string, args ...string) *lockedBuf
 			t.Logf("--- output of %s:\n%s", filepath.Base(name), tail(out.String(), 4000))
 		}
 	})
-	return &out
+	return &out, cmd
 }
 
 func tail(s string, n int) string {

@@ -152,10 +152,12 @@ func newBikeepClient(c config.Bikeep, api *exporter.APIMetrics, log *slog.Logger
 	}
 	opts = append(opts, bikeep.WithHTTPClient(hc))
 	switch {
+	case c.TokenPath() != "":
+		// Read again on change and after a 401, so a rotated token is
+		// picked up without a reload.
+		opts = append(opts, bikeep.WithTokenFile(c.TokenPath()))
 	case !c.Token.IsZero():
 		opts = append(opts, bikeep.WithStaticToken(c.Token))
-	case c.TokenFile != "":
-		opts = append(opts, bikeep.WithTokenFile(c.TokenFile))
 	default:
 		opts = append(opts, bikeep.WithClientCredentials(c.TokenURL, c.ClientID, c.ClientSecret))
 	}

@@ -62,9 +62,11 @@ type Bikeep struct {
 	ClientSecretFile string        `yaml:"client_secret_file,omitempty"`
 	Token            secret.String `yaml:"token,omitempty"`
 	TokenFile        string        `yaml:"token_file,omitempty"`
-	Locations        Locations     `yaml:"locations"`
-	Concurrency      int           `yaml:"concurrency"`
-	RequestTimeout   time.Duration `yaml:"request_timeout"`
+	// tokenPath is TokenFile resolved against the config file's directory.
+	tokenPath      string
+	Locations      Locations     `yaml:"locations"`
+	Concurrency    int           `yaml:"concurrency"`
+	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// MaxBodyBytes caps how much of one response body is read.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
@@ -404,3 +406,7 @@ func formatDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// TokenPath returns token_file resolved against the config file's directory
+// ("" without token_file), for a client that re-reads it.
+func (b Bikeep) TokenPath() string { return b.tokenPath }

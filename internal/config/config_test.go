@@ -138,6 +138,7 @@ func TestLoadValid(t *testing.T) {
 	token := Default()
 	token.Bikeep.Token = testBikeepFile
 	token.Bikeep.TokenFile = "secrets/bikeep_client_secret"
+	token.Bikeep.tokenPath = filepath.Join("testdata", "secrets/bikeep_client_secret")
 	tests := []struct {
 		file string
 		want *Config

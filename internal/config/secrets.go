@@ -23,6 +23,15 @@ func (c *Config) resolveSecrets(baseDir string) []error {
 	b := &c.Bikeep
 	errs = appendErr(errs, resolveSecret(&b.ClientSecret, b.ClientSecretFile, "bikeep", "client_secret", baseDir))
 	errs = appendErr(errs, resolveSecret(&b.Token, b.TokenFile, "bikeep", "token", baseDir))
+	// The client re-reads the token file when the token is rejected (it is
+	// rotated by whoever issues it), so it needs the path, anchored here;
+	// TokenFile itself stays as written.
+	if b.TokenFile != "" {
+		b.tokenPath = b.TokenFile
+		if !filepath.IsAbs(b.tokenPath) {
+			b.tokenPath = filepath.Join(baseDir, b.tokenPath)
+		}
+	}
 	for i := range c.Copri {
 		o := &c.Copri[i]
 		errs = appendErr(errs, resolveSecret(&o.Password, o.PasswordFile, fmt.Sprintf("copri[%d]", i), "password", baseDir))

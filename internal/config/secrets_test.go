@@ -65,6 +65,9 @@ func TestSecretFiles(t *testing.T) {
 			if cfg.Bikeep.TokenFile != tt.file {
 				t.Errorf("token_file = %q, want it as written (%q)", cfg.Bikeep.TokenFile, tt.file)
 			}
+			if got, want := cfg.Bikeep.TokenPath(), filepath.Join(dir, tt.file); got != want {
+				t.Errorf("TokenPath() = %q, want %q (resolved against the config's directory)", got, want)
+			}
 			if s := cfg.String(); strings.Contains(s, tt.want) {
 				t.Errorf("String() shows the secret:\n%s", s)
 			}

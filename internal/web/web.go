@@ -38,7 +38,7 @@ type Options struct {
 	Routes func(mux *http.ServeMux)
 	// Home serves "/" (the status page); when nil, a landing page with
 	// links is served there.
-	Home http.Handler
+	Home   http.Handler
 	Logger *slog.Logger
 }
 

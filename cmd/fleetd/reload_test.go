@@ -59,6 +59,14 @@ func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
 		t.Fatal("per-device series before they were configured")
 	}
 
+	// The remediation engine's state (here: a pause, kept in the ledger)
+	// must outlive every reload below.
+	pause, err := http.Post(base+"/api/v1/remediation/pause", "application/json", strings.NewReader(`{"reason":"reload test"}`))
+	if err != nil || pause.StatusCode != 200 {
+		t.Fatalf("pause: %v %v", err, pause)
+	}
+	pause.Body.Close()
+
 	// 1. A valid change by SIGHUP: per-device series appear.
 	write(t, path, string(original)+"metrics:\n  per_device: true\n")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -101,6 +109,10 @@ func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
 	if strings.Contains(body, "fleet_device_info{") {
 		t.Fatal("per-device series stayed after they were configured off")
 	}
+	if st := get(t, base+"/api/v1/remediation"); !regexp.MustCompile(`"paused":\s*true`).MatchString(st.body) || !regexp.MustCompile(`"paused_reason":\s*"reload test"`).MatchString(st.body) {
+		t.Fatalf("remediation state lost across reloads: %s", st.body)
+	}
+	assertContains(t, body, "fleetd_remediation_paused 1")
 	if resp := get(t, base+"/-/reload"); resp.code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /-/reload: %d", resp.code)
 	}
@@ -185,4 +197,13 @@ func assertContains(t *testing.T, s, want string) {
 	if !strings.Contains(s, want) {
 		t.Fatalf("%q missing from:\n%s", want, s)
 	}
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	var b strings.Builder
+	if _, err := io.Copy(&b, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

@@ -107,8 +107,8 @@ func (c *demoCmd) run() int {
 	}
 	err = d.run(ctx, func(addrs []string) {
 		base := "http://" + hostPort(addrs[0])
-		fmt.Fprintf(c.stdout, "fleetd demo is running (Ctrl-C stops it)\n  metrics:    %s%s\n  ready:      %s/-/ready\n  simulator:  %s  (stats: %s/sim/v1/stats)\n",
-			base, c.web.telemetryPath, base, simURL, simURL)
+		fmt.Fprintf(c.stdout, "fleetd demo is running (Ctrl-C stops it)\n  status:     %s/\n  metrics:    %s%s\n  ready:      %s/-/ready\n  simulator:  %s  (stats: %s/sim/v1/stats)\n",
+			base, base, c.web.telemetryPath, base, simURL, simURL)
 		if c.onReady != nil {
 			c.onReady(base)
 		}

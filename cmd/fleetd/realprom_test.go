@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/fleetd/fleetd/internal/realprog"
 	"io"
 	"net"
 	"net/http"
@@ -19,25 +20,6 @@ import (
 
 	"github.com/fleetd/fleetd/internal/sim"
 )
-
-// requireReal returns the paths of real programs the test needs. A missing
-// program skips the test, unless FLEETD_REQUIRE_REAL=1 (the README's full test
-// command and CI), which makes it a failure.
-func requireReal(t *testing.T, names ...string) []string {
-	t.Helper()
-	var paths []string
-	for _, n := range names {
-		p, err := exec.LookPath(n)
-		if err != nil {
-			if os.Getenv("FLEETD_REQUIRE_REAL") == "1" {
-				t.Fatalf("%s is required (FLEETD_REQUIRE_REAL=1) but not installed: %v", n, err)
-			}
-			t.Skipf("%s not installed", n)
-		}
-		paths = append(paths, p)
-	}
-	return paths
-}
 
 // freePort returns a loopback address that was free a moment ago.
 func freePort(t *testing.T) string {
@@ -196,8 +178,7 @@ func TestAlertsReachAlertmanagerThroughRealPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Prometheus and Alertmanager")
 	}
-	bins := requireReal(t, "prometheus", "prometheus-alertmanager")
-	prom, am := bins[0], bins[1]
+	prom, am := realprog.Find(t, "prometheus"), realprog.Find(t, "prometheus-alertmanager")
 	dir := t.TempDir()
 
 	var deadID, ticketID, curableID string

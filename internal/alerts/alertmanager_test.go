@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/fleetd/fleetd/internal/realprog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,18 +17,6 @@ import (
 )
 
 const alertmanagerBin = "/usr/bin/prometheus-alertmanager"
-
-// requireReal skips when a real program is missing, unless
-// FLEETD_REQUIRE_REAL=1 (CI), where a missing program fails the test.
-func requireReal(t *testing.T, path string) {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("FLEETD_REQUIRE_REAL") == "1" {
-			t.Fatalf("FLEETD_REQUIRE_REAL=1 but %s is missing: %v", path, err)
-		}
-		t.Skipf("%s not installed", path)
-	}
-}
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -58,7 +47,7 @@ receivers:
 // handler and checks that the Remediator receives it, then that the resolved
 // notification is ignored.
 func TestRealAlertmanager(t *testing.T) {
-	requireReal(t, alertmanagerBin)
+	realprog.Find(t, alertmanagerBin)
 	rem := &fakeRemediator{got: make(chan Request, 4)}
 	h, reg, _ := newTestHandler(t, rem)
 	mux := http.NewServeMux()

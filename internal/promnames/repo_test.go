@@ -1,6 +1,7 @@
 package promnames
 
 import (
+	"github.com/fleetd/fleetd/internal/realprog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,7 +185,7 @@ func TestPromtool(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			prog := realProgram(t, tt.program...)
+			prog := realprog.Find(t, tt.program...)
 			cmd := exec.Command(prog, tt.args...)
 			cmd.Dir = root
 			out, err := cmd.CombinedOutput()

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
+	"github.com/fleetd/fleetd/internal/realprog"
 	"os/exec"
 	"testing"
 	"time"
@@ -73,13 +73,7 @@ func BenchmarkDecisionPass(b *testing.B) {
 // TestPromtoolCheckMetrics lints the engine's exposition with the real
 // promtool (skipped when it is missing, unless FLEETD_REQUIRE_REAL=1).
 func TestPromtoolCheckMetrics(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("FLEETD_REQUIRE_REAL") == "1" {
-			t.Fatal("promtool not found and FLEETD_REQUIRE_REAL=1")
-		}
-		t.Skip("promtool not installed")
-	}
+	promtool := realprog.Find(t, "promtool")
 	v := newEnv(t, nil)
 	f := newFleet(map[string]int{"L1": 10})
 	for i := range 4 {

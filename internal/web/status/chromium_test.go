@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"github.com/fleetd/fleetd/internal/realprog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,18 +18,6 @@ import (
 var screenshot = flag.Bool("screenshot", false, "write docs/status-page.png from the Chromium test")
 
 const chromiumBin = "/usr/bin/chromium"
-
-// requireReal skips when a real program is missing, unless
-// FLEETD_REQUIRE_REAL=1 (CI), where a missing program fails the test.
-func requireReal(t *testing.T, path string) {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("FLEETD_REQUIRE_REAL") == "1" {
-			t.Fatalf("FLEETD_REQUIRE_REAL=1 but %s is missing: %v", path, err)
-		}
-		t.Skipf("%s not installed", path)
-	}
-}
 
 // runChromium runs headless Chromium with a fresh profile, bounded by a
 // timeout, and returns stdout and stderr.
@@ -68,7 +57,7 @@ func consoleProblems(stderr string) []string {
 }
 
 func TestChromium(t *testing.T) {
-	requireReal(t, chromiumBin)
+	realprog.Find(t, chromiumBin)
 	fleet := newSimFleet(t)
 	srv := httptest.NewServer(fleet.handler(t))
 	defer srv.Close()

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,14 +45,8 @@ func TestAdminAPIAndWebhookBehindAuth(t *testing.T) {
 	}
 	webCfg := filepath.Join(dir, "web.yml")
 	write(t, webCfg, fmt.Sprintf("basic_auth_users:\n  oncall: %s\n", hash))
-	cfg := filepath.Join(dir, "fleetd.yml")
-	yml := strings.NewReplacer("SIM", simURL, "LEDGER", filepath.Join(dir, "ledger.db"), "COOLDOWN", "10m").Replace(remediationConfigTmpl) +
-		"  trigger: alertmanager\n"
-	write(t, cfg, strings.Replace(yml, "  ledger:", "  dry_run: false\n  ledger:", 1))
-	addr := freePort(t)
-	out := process(t, os.Args[0], []string{"FLEETD_TEST_MAIN=1"}, "run", "--config", cfg, "--web.listen-address", addr,
-		"--web.config.file", webCfg, "--web.enable-admin-api", "--log.format", "json")
-	base := "http://" + addr
+	cfg := remediationConfig(t, dir, simURL, "10m", "  trigger: alertmanager\n")
+	base, out, _ := fleetdProcess(t, "run", "--config", cfg, "--web.config.file", webCfg, "--web.enable-admin-api")
 	call := func(method, path, body string, auth bool) response {
 		t.Helper()
 		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
@@ -156,14 +149,11 @@ func TestRemediationAPINeedsAdminFlag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a process")
 	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "fleetd.yml")
-	write(t, cfg, strings.NewReplacer("SIM", startSim(t, nil, nil), "LEDGER", filepath.Join(dir, "ledger.db"), "COOLDOWN", "1m").Replace(remediationConfigTmpl))
-	addr := freePort(t)
-	out := process(t, os.Args[0], []string{"FLEETD_TEST_MAIN=1"}, "run", "--config", cfg, "--web.listen-address", addr, "--log.format", "json")
-	waitReadyOr(t, "http://"+addr, out)
+	cfg := remediationConfig(t, t.TempDir(), startSim(t, nil, nil), "1m", "")
+	base, out, _ := fleetdProcess(t, "run", "--config", cfg)
+	waitReadyOr(t, base, out)
 	for _, c := range []struct{ method, path string }{{"GET", "/api/v1/remediation"}, {"POST", "/api/v1/remediation/pause"}} {
-		if r := request(t, c.method, "http://"+addr+c.path); r.code != http.StatusNotFound {
+		if r := request(t, c.method, base+c.path); r.code != http.StatusNotFound {
 			t.Errorf("%s %s without the admin API: %d", c.method, c.path, r.code)
 		}
 	}

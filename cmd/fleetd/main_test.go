@@ -147,20 +147,25 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 }
 
+// fleetdProcess runs this test binary as fleetd (see TestMain) with args,
+// listening on a free loopback port and logging JSON; it is killed when the
+// test ends. It returns once fleetd listens: its base URL, its output and
+// the process.
+func fleetdProcess(t *testing.T, args ...string) (string, *lockedBuffer, *exec.Cmd) {
+	t.Helper()
+	args = append(args, "--web.listen-address", "127.0.0.1:0", "--log.format", "json")
+	out, cmd := startProcess(t, os.Args[0], []string{"FLEETD_TEST_MAIN=1"}, args...)
+	return "http://" + waitFor(t, out, listeningRe, 10*time.Second), out, cmd
+}
+
+var listeningRe = regexp.MustCompile(`"addresses":\["([^"]+)"\]`)
+
 func TestRunShutsDownOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a process")
 	}
-	path := writeConfig(t, startSim(t, nil, nil))
-	cmd := exec.Command(os.Args[0], "run", "--config", path, "--web.listen-address", "127.0.0.1:0", "--log.format", "json")
-	cmd.Env = append(os.Environ(), "FLEETD_TEST_MAIN=1")
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := waitFor(t, &stderr, regexp.MustCompile(`"addresses":\["([^"]+)"\]`), 10*time.Second)
-	waitReady(t, "http://"+addr)
+	base, stderr, cmd := fleetdProcess(t, "run", "--config", writeConfig(t, startSim(t, nil, nil)))
+	waitReady(t, base)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -144,32 +144,6 @@ func (r *webhookReceiver) all() []map[string]string {
 	return append([]map[string]string(nil), r.alerts...)
 }
 
-const realConfigTmpl = `
-bikeep:
-  base_url: SIM
-  token_url: SIM/oauth2/token
-  client_id: fleetd-demo
-  client_secret: fleetd-demo-secret
-  concurrency: 4
-  request_timeout: 5s
-schedule:
-  devices: "@every 1s"
-  rentals: "@every 5s"
-health:
-  lock_mismatch_grace: 2s
-  transition_grace: 1m
-  stale_after: 1m
-remediation:
-  enabled: true
-  min_fault_age: 1s
-  cooldown: 5s
-  max_attempts: 3
-  rate: 10/s
-  command_timeout: 20s
-  storm: {max_faulty_ratio: 0.5, min_devices: 8, cooldown: 10s}
-  ledger: LEDGER
-`
-
 // The real Prometheus evaluates alerts.yml over a running fleetd and the real
 // Alertmanager delivers to a webhook: a dead device pages, a fault fleetd may
 // not touch raises a ticket, and a recoverable fault that remediation cures
@@ -208,12 +182,9 @@ func TestAlertsReachAlertmanagerThroughRealPrometheus(t *testing.T) {
 	})
 
 	// fleetd, as a process.
-	cfgPath := filepath.Join(dir, "fleetd.yml")
-	write(t, cfgPath, strings.NewReplacer("SIM", simURL, "LEDGER", filepath.Join(dir, "ledger.db")).Replace(realConfigTmpl))
-	fleetdAddr := freePort(t)
-	fleetdOut := process(t, os.Args[0], []string{"FLEETD_TEST_MAIN=1"},
-		"run", "--config", cfgPath, "--web.listen-address", fleetdAddr, "--log.format", "json")
-	waitReadyOr(t, "http://"+fleetdAddr, fleetdOut)
+	fleetdBase, fleetdOut, _ := fleetdProcess(t, "run", "--config", remediationConfig(t, dir, simURL, "5s", ""))
+	waitReadyOr(t, fleetdBase, fleetdOut)
+	fleetdAddr := strings.TrimPrefix(fleetdBase, "http://")
 
 	// The webhook receiver and Alertmanager.
 	recv := &webhookReceiver{}

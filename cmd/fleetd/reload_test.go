@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -36,16 +35,7 @@ func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "run", "--config", path, "--web.listen-address", "127.0.0.1:0",
-		"--web.enable-admin-api", "--log.format", "json")
-	cmd.Env = append(os.Environ(), "FLEETD_TEST_MAIN=1")
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	base := "http://" + waitFor(t, &stderr, regexp.MustCompile(`"addresses":\["([^"]+)"\]`), 10*time.Second)
+	base, stderr, cmd := fleetdProcess(t, "run", "--config", path, "--web.enable-admin-api")
 	waitReady(t, base)
 
 	deadSince := regexp.MustCompile(`fleet_device_fault_since_timestamp_seconds\{[^}]*device_id="` + regexp.QuoteMeta(deadID) + `"[^}]*fault="dead"[^}]*\} (\S+)`)
@@ -126,16 +116,7 @@ func TestReloadEndpointNeedsAdminAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a process")
 	}
-	path := writeConfig(t, startSim(t, nil, nil))
-	cmd := exec.Command(os.Args[0], "run", "--config", path, "--web.listen-address", "127.0.0.1:0", "--log.format", "json")
-	cmd.Env = append(os.Environ(), "FLEETD_TEST_MAIN=1")
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	base := "http://" + waitFor(t, &stderr, regexp.MustCompile(`"addresses":\["([^"]+)"\]`), 10*time.Second)
+	base, _, _ := fleetdProcess(t, "run", "--config", writeConfig(t, startSim(t, nil, nil)))
 	if resp := post(t, base+"/-/reload"); resp.code != http.StatusNotFound {
 		t.Fatalf("POST /-/reload without the admin API: %d", resp.code)
 	}

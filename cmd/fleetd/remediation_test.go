@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -40,17 +39,25 @@ remediation:
   ledger: LEDGER
 `
 
-// startFleetd runs fleetd as a process on a config from remediationConfigTmpl
-// and returns its base URL and output.
-func startFleetd(t *testing.T, simURL, dir, cooldown string) (string, *lockedBuffer, func()) {
+// remediationConfig writes dir/fleetd.yml from remediationConfigTmpl with
+// its ledger in dir; extra is appended to the remediation section.
+func remediationConfig(t *testing.T, dir, simURL, cooldown, extra string) string {
 	t.Helper()
 	cfg := filepath.Join(dir, "fleetd.yml")
-	write(t, cfg, strings.NewReplacer("SIM", simURL, "LEDGER", filepath.Join(dir, "ledger.db"), "COOLDOWN", cooldown).Replace(remediationConfigTmpl))
-	addr := freePort(t)
-	out, kill := killableProcess(t, os.Args[0], []string{"FLEETD_TEST_MAIN=1"},
-		"run", "--config", cfg, "--web.listen-address", addr, "--log.format", "json", "--log.level", "debug")
-	waitReadyOr(t, "http://"+addr, out)
-	return "http://" + addr, out, kill
+	write(t, cfg, strings.NewReplacer("SIM", simURL, "LEDGER", filepath.Join(dir, "ledger.db"), "COOLDOWN", cooldown).Replace(remediationConfigTmpl)+extra)
+	return cfg
+}
+
+// startFleetd runs fleetd as a process on a config from remediationConfigTmpl
+// and returns its base URL, its output and a SIGKILL for it, once ready.
+func startFleetd(t *testing.T, simURL, dir, cooldown string) (string, *lockedBuffer, func()) {
+	t.Helper()
+	base, out, cmd := fleetdProcess(t, "run", "--config", remediationConfig(t, dir, simURL, cooldown, ""), "--log.level", "debug")
+	waitReadyOr(t, base, out)
+	return base, out, func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}
 }
 
 // metricValue returns the value of the first sample of /metrics matching re
@@ -220,32 +227,4 @@ func TestCrashWithCommandsInFlightSendsNoDuplicate(t *testing.T) {
 		t.Errorf("simulator saw %d commands, want %d", st.CommandsTotal, len(ids))
 	}
 	assertContains(t, out2.String(), `"msg":"resumed polling in-flight remediation commands","component":"remediation","commands":3`)
-}
-
-// killableProcess is process with a way to SIGKILL it mid-test.
-func killableProcess(t *testing.T, name string, env []string, args ...string) (*lockedBuffer, func()) {
-	t.Helper()
-	out, cmd := startProcess(t, name, env, args...)
-	return out, func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-	}
-}
-
-// A corrupt ledger stops fleetd at start with an error naming the file, and
-// the file is left as it was: never silently reset.
-func TestCorruptLedgerIsAStartupError(t *testing.T) {
-	dir := t.TempDir()
-	ledger := filepath.Join(dir, "ledger.db")
-	garbage := []byte(strings.Repeat("not a bbolt database ", 400))
-	write(t, ledger, string(garbage))
-	cfg := filepath.Join(dir, "fleetd.yml")
-	write(t, cfg, strings.NewReplacer("SIM", "http://127.0.0.1:1", "LEDGER", ledger, "COOLDOWN", "1m").Replace(remediationConfigTmpl))
-	code, _, errOut := runCLI("run", "--config", cfg, "--web.listen-address", "127.0.0.1:0")
-	if code == 0 || !strings.Contains(errOut, "remediation ledger") || !strings.Contains(errOut, ledger) {
-		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
-	}
-	if b, _ := os.ReadFile(ledger); string(b) != string(garbage) {
-		t.Fatal("the corrupt ledger was modified")
-	}
 }

@@ -136,7 +136,12 @@ func labelsOf(m *dto.Metric) map[string]string {
 }
 
 func (b *testbed) find(name string, match map[string]string) (map[string]string, bool) {
-	for _, s := range b.series(name) {
+	return firstMatch(b.series(name), match)
+}
+
+// firstMatch returns the first label set that includes every pair of match.
+func firstMatch(sets []map[string]string, match map[string]string) (map[string]string, bool) {
+	for _, s := range sets {
 		ok := true
 		for k, v := range match {
 			if s[k] != v {

@@ -121,21 +121,7 @@ func (r *webhookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // find returns the first alert whose labels include match.
 func (r *webhookReceiver) find(match map[string]string) (map[string]string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, a := range r.alerts {
-		ok := true
-		for k, v := range match {
-			if a[k] != v {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return a, true
-		}
-	}
-	return nil, false
+	return firstMatch(r.all(), match)
 }
 
 func (r *webhookReceiver) all() []map[string]string {

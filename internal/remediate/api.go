@@ -112,8 +112,11 @@ func (e *Engine) Status() Status {
 		return cmp.Or(a.SentAt.Compare(b.SentAt), strings.Compare(a.DeviceID, b.DeviceID))
 	})
 	for _, ep := range e.exhaustedLocked() {
-		s.Exhausted = append(s.Exhausted, EpisodeStatus{DeviceID: ep.DeviceID, Alias: ep.Alias, LocationID: ep.LocationID,
-			Fault: ep.Fault, FirstSeen: ep.FirstSeen, Attempts: ep.Attempts, LastAttempt: ep.LastAttempt})
+		// The ledger record and the API type are separate types on purpose
+		// (one is the on-disk schema, the other the JSON API); while their
+		// fields agree a conversion maps one onto the other, and it stops
+		// compiling the day they diverge.
+		s.Exhausted = append(s.Exhausted, EpisodeStatus(*ep))
 	}
 	slices.SortFunc(s.Exhausted, func(a, b EpisodeStatus) int {
 		return cmp.Or(strings.Compare(a.DeviceID, b.DeviceID), strings.Compare(string(a.Fault), string(b.Fault)))

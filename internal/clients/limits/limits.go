@@ -1,0 +1,81 @@
+// Package limits holds the caps fleetd puts on strings a vendor sends before
+// they can reach a metric label, a log line, a URL or the status page. Both
+// API clients and the streaming device decoder use these, so a device is
+// judged the same way whichever path decoded it.
+package limits
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Caps in bytes. An identifier is used in URLs and as the key of fleet state,
+// so it is never shortened: one over its cap makes the record undecodable.
+// Display strings (alias, code, names) are shortened with Marker.
+const (
+	MaxIDBytes   = 128
+	MaxNameBytes = 256
+	// MaxTextBytes bounds free text (vendor messages, details) kept for logs.
+	MaxTextBytes = 1024
+)
+
+// Marker ends a shortened string, so a reader sees it was cut.
+const Marker = "…"
+
+// ErrEmptyID is returned by ID for an empty identifier.
+var ErrEmptyID = errors.New("empty id")
+
+// ID checks an identifier as the vendor sent it: non-empty, at most
+// MaxIDBytes, valid UTF-8. It never rewrites the value: a rewritten id would
+// name another device.
+func ID(s string) error {
+	switch {
+	case s == "":
+		return ErrEmptyID
+	case len(s) > MaxIDBytes:
+		return fmt.Errorf("id of %d bytes exceeds the %d-byte limit", len(s), MaxIDBytes)
+	case !utf8.ValidString(s):
+		return errors.New("id is not valid UTF-8")
+	}
+	return nil
+}
+
+// Text returns s cut to at most max bytes (Marker included) on a rune
+// boundary, with invalid UTF-8 replaced, and whether it changed anything.
+func Text(s string, max int) (string, bool) {
+	if len(s) <= max && utf8.ValidString(s) {
+		return s, false
+	}
+	if !utf8.ValidString(s) {
+		s = toValidUTF8(s)
+		if len(s) <= max {
+			return s, true
+		}
+	}
+	cut := max - len(Marker)
+	if cut < 0 {
+		cut = 0
+	}
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + Marker, true
+}
+
+// Name is Text with MaxNameBytes: for alias, code, location and station names.
+func Name(s string) (string, bool) { return Text(s, MaxNameBytes) }
+
+func toValidUTF8(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return string(b)
+}

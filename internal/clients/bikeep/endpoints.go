@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+
+	"github.com/fleetd/fleetd/internal/clients/httpx"
 )
 
 // ListLocations returns the locations visible to the operator
@@ -172,7 +174,7 @@ func itemID(item []byte) string {
 	if json.Unmarshal(v.ID, &id) != nil {
 		return ""
 	}
-	return sanitize(id, 64, "")
+	return httpx.Sanitize(id, 64)
 }
 
 // decodeCommand decodes a command object.

@@ -73,8 +73,10 @@ type observation struct {
 // recorder is an Instrumenter that remembers what it saw.
 type recorder struct {
 	mu       sync.Mutex
-	requests []observation
-	retries  []observation
+	requests  []observation
+	retries   []observation
+	backoffs  []time.Duration
+	truncated map[string]int
 }
 
 func (r *recorder) ObserveRequest(route, method string, code int, _ time.Duration) {
@@ -87,6 +89,21 @@ func (r *recorder) ObserveRetry(route, method string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.retries = append(r.retries, observation{Route: route, Method: method})
+}
+
+func (r *recorder) ObserveBackoff(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.backoffs = append(r.backoffs, d)
+}
+
+func (r *recorder) ObserveTruncated(field string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.truncated == nil {
+		r.truncated = map[string]int{}
+	}
+	r.truncated[field]++
 }
 
 func (r *recorder) snapshot() (req, ret []observation) {

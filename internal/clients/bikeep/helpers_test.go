@@ -72,7 +72,7 @@ type observation struct {
 
 // recorder is an Instrumenter that remembers what it saw.
 type recorder struct {
-	mu       sync.Mutex
+	mu        sync.Mutex
 	requests  []observation
 	retries   []observation
 	backoffs  []time.Duration

@@ -395,9 +395,14 @@ func firstToken(b []byte) string {
 	return httpx.Sanitize(string(b), 8)
 }
 
-// escapeID validates and escapes a path parameter.
+// escapeID validates and escapes a path parameter. Only an id that passes
+// limits.ID goes into a URL: one that is too long or not valid UTF-8 would
+// be rewritten on the way (and name another device), so it is refused.
 func escapeID(kind, id string) (string, error) {
-	if id == "" || id == "." || id == ".." {
+	if err := limits.ID(id); err != nil {
+		return "", fmt.Errorf("bikeep: invalid %s id: %w", kind, err)
+	}
+	if id == "." || id == ".." {
 		return "", fmt.Errorf("bikeep: invalid %s id %q", kind, id)
 	}
 	return url.PathEscape(id), nil

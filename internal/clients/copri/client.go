@@ -274,7 +274,7 @@ func (c *Client) loginLocked(ctx context.Context) (secret.String, uint64, error)
 	}
 	c.cookie, c.env = env.AuthCookie, env
 	c.mu.Unlock()
-	c.log.Info("copri login", "server", c.primary, "copri_version", httpx.Sanitize(env.CopriVersion, limits.MaxNameBytes))
+	c.log.Info("copri login", "server", c.primary, "copri_version", env.CopriVersion)
 	return env.AuthCookie, gen, nil
 }
 
@@ -310,7 +310,7 @@ func (c *Client) UserBikesOccupied(ctx context.Context) ([]Rental, error) {
 	var rentals []Rental
 	err := c.query(ctx, c.primary, reqUserBikesOccupied, func(top *wireTop) error {
 		var err error
-		rentals, err = parseRentals(reqUserBikesOccupied, top.BikesOccupied, c.loc)
+		rentals, err = parseRentals(reqUserBikesOccupied, top.BikesOccupied, c.loc, c.inst.ObserveTruncated)
 		return err
 	})
 	if err != nil {
@@ -328,7 +328,7 @@ func (c *Client) BikesAll(ctx context.Context) ([]Bike, error) {
 	var bikes []Bike
 	err := c.query(ctx, c.operator, reqBikesAll, func(top *wireTop) error {
 		var err error
-		bikes, err = parseBikes(reqBikesAll, top.Bikes, c.loc)
+		bikes, err = parseBikes(reqBikesAll, top.Bikes, c.loc, c.inst.ObserveTruncated)
 		return err
 	})
 	if err != nil {
@@ -438,10 +438,47 @@ func (c *Client) roundTrip(ctx context.Context, server, name string, form url.Va
 		return Envelope{}, err
 	}
 	defer top.wipe()
+	c.capEnvelope(&env)
 	if use != nil {
 		use(env, top)
 	}
 	return env, nil
+}
+
+// capEnvelope shortens the envelope's display strings (they reach the
+// status page and log lines) and its free text; the authcookie is a secret
+// and never shown, so it is left as it came.
+func (c *Client) capEnvelope(env *Envelope) {
+	for _, f := range []struct {
+		name string
+		s    *string
+		max  int
+	}{
+		{"response", &env.Response, limits.MaxNameBytes},
+		{"response_state", &env.ResponseState, limits.MaxTextBytes},
+		{"response_text", &env.ResponseText, limits.MaxTextBytes},
+		{"user_id", &env.UserID, limits.MaxNameBytes},
+		{"copri_version", &env.CopriVersion, limits.MaxNameBytes},
+		{"uri_primary", &env.URIPrimary, limits.MaxNameBytes},
+		{"clearing_cache", &env.ClearingCache, limits.MaxNameBytes},
+		{"debuglevel", &env.DebugLevel, limits.MaxNameBytes},
+		{"lang", &env.Lang, limits.MaxNameBytes},
+	} {
+		if out, cut := limits.Text(*f.s, f.max); cut {
+			*f.s = out
+			c.inst.ObserveTruncated(f.name)
+		}
+	}
+	if len(env.UserGroup) > maxListItems {
+		env.UserGroup = env.UserGroup[:maxListItems:maxListItems]
+		c.inst.ObserveTruncated("user_group")
+	}
+	for i := range env.UserGroup {
+		if out, cut := limits.Name(env.UserGroup[i]); cut {
+			env.UserGroup[i] = out
+			c.inst.ObserveTruncated("user_group")
+		}
+	}
 }
 
 // scrub makes server text safe for an error string or a log line: the

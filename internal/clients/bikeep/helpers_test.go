@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/clients/httpx/httpxtest"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -72,11 +73,10 @@ type observation struct {
 
 // recorder is an Instrumenter that remembers what it saw.
 type recorder struct {
-	mu        sync.Mutex
-	requests  []observation
-	retries   []observation
-	backoffs  []time.Duration
-	truncated map[string]int
+	mu       sync.Mutex
+	requests []observation
+	retries  []observation
+	httpxtest.Pauses
 }
 
 func (r *recorder) ObserveRequest(route, method string, code int, _ time.Duration) {
@@ -89,21 +89,6 @@ func (r *recorder) ObserveRetry(route, method string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.retries = append(r.retries, observation{Route: route, Method: method})
-}
-
-func (r *recorder) ObserveBackoff(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.backoffs = append(r.backoffs, d)
-}
-
-func (r *recorder) ObserveTruncated(field string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.truncated == nil {
-		r.truncated = map[string]int{}
-	}
-	r.truncated[field]++
 }
 
 func (r *recorder) snapshot() (req, ret []observation) {

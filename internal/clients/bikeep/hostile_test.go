@@ -170,13 +170,11 @@ func TestConstant429KeepsRequestsWithinTheBudget(t *testing.T) {
 		}
 		time.Sleep(httpx.BudgetWindow / 10) // the next walk, a budget slot later
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.backoffs) == 0 || rec.backoffs[0] <= 0 {
-		t.Fatalf("no client-wide backoff reported: %v", rec.backoffs)
+	if b := rec.Backoffs(); len(b) == 0 || b[0] <= 0 {
+		t.Fatalf("no client-wide backoff reported: %v", b)
 	}
-	if len(rec.retries) > 3*locations/10+httpx.BudgetFloor {
-		t.Fatalf("%d retries over three walks", len(rec.retries))
+	if _, retries := rec.snapshot(); len(retries) > 3*locations/10+httpx.BudgetFloor {
+		t.Fatalf("%d retries over three walks", len(retries))
 	}
 }
 
@@ -237,13 +235,11 @@ func TestHostileStringsAreCappedAndBadIDsUndecodable(t *testing.T) {
 	if msg := err.Error(); len(msg) > 1024 || strings.Contains(msg, "\xff") || strings.Contains(msg, strings.Repeat("i", 200)) {
 		t.Errorf("partial-decode error of %d bytes carries vendor ids: %.200q", len(msg), msg)
 	}
-	rec.mu.Lock()
 	for _, field := range []string{"alias", "code", "comment", "type", "tags"} {
-		if rec.truncated[field] == 0 {
-			t.Errorf("shortened %s not counted: %v", field, rec.truncated)
+		if rec.Truncated(field) == 0 {
+			t.Errorf("shortened %s not counted", field)
 		}
 	}
-	rec.mu.Unlock()
 
 	// The device with the invalid id gets no command, nor anything else.
 	for _, id := range []string{"utf8-d1\xff\xfe\xfd", strings.Repeat("i", limits.MaxIDBytes+1)} {

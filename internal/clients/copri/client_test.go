@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/clients/httpx/httpxtest"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -132,26 +133,10 @@ func (f *fakeCopri) setOverride(fn func(w http.ResponseWriter, r *http.Request, 
 }
 
 type recInstr struct {
-	mu        sync.Mutex
-	requests  []string // "route method code"
-	retries   []string
-	backoffs  []time.Duration
-	truncated map[string]int
-}
-
-func (r *recInstr) ObserveBackoff(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.backoffs = append(r.backoffs, d)
-}
-
-func (r *recInstr) ObserveTruncated(field string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.truncated == nil {
-		r.truncated = map[string]int{}
-	}
-	r.truncated[field]++
+	mu       sync.Mutex
+	requests []string // "route method code"
+	retries  []string
+	httpxtest.Pauses
 }
 
 func (r *recInstr) ObserveRequest(route, method string, code int, _ time.Duration) {

@@ -110,10 +110,8 @@ func TestHostileRentalStrings(t *testing.T) {
 				if len(rs) != 1 || len(rs[0].Description) > limits.MaxTextBytes || len(rs[0].System) > limits.MaxNameBytes {
 					t.Fatalf("got %d rentals, description %d bytes, system %d bytes", len(rs), len(rs[0].Description), len(rs[0].System))
 				}
-				instr.mu.Lock()
-				defer instr.mu.Unlock()
-				if instr.truncated["description"] != 1 || instr.truncated["system"] != 1 {
-					t.Errorf("truncations counted: %v", instr.truncated)
+				if instr.Truncated("description") != 1 || instr.Truncated("system") != 1 {
+					t.Errorf("truncations counted: description %d, system %d", instr.Truncated("description"), instr.Truncated("system"))
 				}
 			}},
 		{"bike id with invalid UTF-8", ",\"bike\":\"FR\xff\xfe1\"",

@@ -10,27 +10,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/clients/httpx/httpxtest"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+func newClock() *httpxtest.Clock {
+	return httpxtest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 }
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
 
 func TestBudget(t *testing.T) {
 	tests := []struct {
@@ -46,7 +32,7 @@ func TestBudget(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newClock()
-			b := NewBudget(BudgetRatio, BudgetFloor, BudgetWindow, clk.now)
+			b := NewBudget(BudgetRatio, BudgetFloor, BudgetWindow, clk.Now)
 			for range tc.requests {
 				b.Request()
 			}
@@ -64,14 +50,14 @@ func TestBudget(t *testing.T) {
 	}
 	t.Run("refills once the window has passed", func(t *testing.T) {
 		clk := newClock()
-		b := NewBudget(BudgetRatio, BudgetFloor, BudgetWindow, clk.now)
+		b := NewBudget(BudgetRatio, BudgetFloor, BudgetWindow, clk.Now)
 		for b.Retry() {
 		}
-		clk.advance(BudgetWindow / 2)
+		clk.Advance(BudgetWindow / 2)
 		if b.Retry() {
 			t.Fatal("retry allowed within the window after the budget was spent")
 		}
-		clk.advance(BudgetWindow/2 + time.Millisecond)
+		clk.Advance(BudgetWindow/2 + time.Millisecond)
 		if !b.Retry() {
 			t.Fatal("no retry allowed a whole window later")
 		}
@@ -82,7 +68,7 @@ func TestThrottle(t *testing.T) {
 	clk := newClock()
 	rec := &backoffRec{}
 	th := newThrottle(time.Second, 8*time.Second, rec)
-	th.now = clk.now
+	th.now = clk.Now
 	th.Throttled(0, false)
 	first := th.Remaining()
 	if first < 500*time.Millisecond || first > time.Second {
@@ -95,12 +81,12 @@ func TestThrottle(t *testing.T) {
 	if th.Remaining() != first {
 		t.Fatalf("pause grew while paused: %s", th.Remaining())
 	}
-	clk.advance(first)
+	clk.Advance(first)
 	th.Throttled(0, false)
 	if d := th.Remaining(); d < time.Second || d > 2*time.Second {
 		t.Fatalf("second pause %s, want within [1s, 2s]", d)
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	th.Throttled(30*time.Second, true)
 	if d := th.Remaining(); d != 30*time.Second {
 		t.Fatalf("pause after Retry-After %s, want 30s", d)
@@ -117,7 +103,7 @@ func TestThrottle(t *testing.T) {
 	if got := rec.last(); got != 30*time.Second {
 		t.Fatalf("gauge %s while the pause still holds", got)
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	th.Throttled(0, false)
 	if d := th.Remaining(); d > time.Second {
 		t.Fatalf("pause after a success started at %s, want the minimum again", d)
@@ -126,28 +112,24 @@ func TestThrottle(t *testing.T) {
 
 type backoffRec struct {
 	Nop
-	mu sync.Mutex
-	ds []time.Duration
+	httpxtest.Pauses
 }
 
-func (r *backoffRec) ObserveBackoff(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.ds = append(r.ds, d)
-}
+// ObserveBackoff and ObserveTruncated come from Pauses, not Nop.
+func (r *backoffRec) ObserveBackoff(d time.Duration) { r.Pauses.ObserveBackoff(d) }
+func (r *backoffRec) ObserveTruncated(f string)      { r.Pauses.ObserveTruncated(f) }
 
 func (r *backoffRec) last() time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.ds) == 0 {
+	ds := r.Backoffs()
+	if len(ds) == 0 {
 		return -1
 	}
-	return r.ds[len(r.ds)-1]
+	return ds[len(ds)-1]
 }
 
 func TestGate(t *testing.T) {
 	clk := newClock()
-	g := NewGate("token fetch", time.Second, 4*time.Second, clk.now)
+	g := NewGate("token fetch", time.Second, 4*time.Second, clk.Now)
 	ctx := context.Background()
 	var fetches atomic.Int64
 	boom := errors.New("endpoint answered HTTP 500")
@@ -178,19 +160,19 @@ func TestGate(t *testing.T) {
 	}
 	// Backoffs double (with upward jitter) and never exceed 1.5 × max.
 	for i, min := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
-		clk.advance(min - time.Millisecond)
+		clk.Advance(min - time.Millisecond)
 		_ = fetch()
 		if fetches.Load() != int64(i+1) {
 			t.Fatalf("fetch %d came %s after the failure, before its backoff", i+2, min-time.Millisecond)
 		}
-		clk.advance(min/2 + time.Millisecond)
+		clk.Advance(min/2 + time.Millisecond)
 		_ = fetch()
 		if fetches.Load() != int64(i+2) {
 			t.Fatalf("no fetch %s after failure %d", min+min/2, i+1)
 		}
 	}
 	t.Run("the caller's own deadline starts no backoff", func(t *testing.T) {
-		g := NewGate("login", time.Second, time.Minute, clk.now)
+		g := NewGate("login", time.Second, time.Minute, clk.Now)
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
 		g.Done(cctx, context.Canceled)
@@ -281,7 +263,7 @@ func TestConstant429(t *testing.T) {
 		t.Errorf("%d requests reached the vendor for %d calls, want at most %d", n, requests, requests*11/10)
 	}
 	if rec.last() <= 0 {
-		t.Errorf("no client-wide backoff reported: %v", rec.ds)
+		t.Errorf("no client-wide backoff reported: %v", rec.Backoffs())
 	}
 }
 

@@ -146,21 +146,3 @@ func newTokenServerPrefix(t *testing.T, clientID, clientSecret string, expiresIn
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// fakeClock is a settable clock for token renewal.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/httpx"
+	"github.com/fleetd/fleetd/internal/clients/httpx/httpxtest"
 	"github.com/fleetd/fleetd/internal/clients/limits"
 )
 
@@ -115,9 +116,9 @@ func TestFailingTokenEndpointIsAskedAtMostOnceASecond(t *testing.T) {
 		writeJSON(w, 200, `{"access_token":"at-ok","token_type":"Bearer","expires_in":3600}`)
 	}))
 	t.Cleanup(tokenSrv.Close)
-	clk := &fakeClock{t: time.Now()}
+	clk := httpxtest.NewClock(time.Now())
 	c, hits, _ := newTestClient(t, respond(200, `{"data":[]}`),
-		WithClientCredentials(tokenSrv.URL+"/oauth2/token", testClientID, testClientSecret), withClock(clk.now))
+		WithClientCredentials(tokenSrv.URL+"/oauth2/token", testClientID, testClientSecret), withClock(clk.Now))
 
 	// Twenty simulated seconds of walks of 100 locations, one every 200 ms.
 	const locations, step, span = 100, 200 * time.Millisecond, 20 * time.Second
@@ -130,7 +131,7 @@ func TestFailingTokenEndpointIsAskedAtMostOnceASecond(t *testing.T) {
 		if elapsed == 0 && fetches.Load() != 1 {
 			t.Fatalf("first walk of %d locations fetched %d tokens, want 1", locations, fetches.Load())
 		}
-		clk.advance(step)
+		clk.Advance(step)
 	}
 	if n, limit := fetches.Load(), int64(span/time.Second); n > limit {
 		t.Fatalf("%d token requests in %s, want at most one a second (%d)", n, span, limit)
@@ -142,7 +143,7 @@ func TestFailingTokenEndpointIsAskedAtMostOnceASecond(t *testing.T) {
 
 	// Once the endpoint is back, the next fetch after the backoff cures every caller.
 	failing.Store(false)
-	clk.advance(httpx.GateMax * 2)
+	clk.Advance(httpx.GateMax * 2)
 	for _, err := range walk(c, locations) {
 		if err != nil {
 			t.Fatalf("after recovery: %v", err)

@@ -190,7 +190,11 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	if len(cfg.mkAuth) > 1 {
 		return nil, errors.New("bikeep: more than one authentication option given")
 	}
-	hc := httpx.New("bikeep", cfg.http, cfg.http.MaxWait)
+	if cfg.http.Logger == nil {
+		cfg.http.Logger = slog.New(slog.DiscardHandler)
+	}
+	// Retry-After is honoured up to the retry maximum, as WithRetry says.
+	hc := httpx.New("bikeep", cfg.http, httpx.RetryAfterUpToMaxWait)
 
 	c := &Client{
 		base:      strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"),
@@ -199,10 +203,6 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		inst:      hc.Instrumenter(),
 		log:       cfg.http.Logger,
 		userAgent: cfg.userAgent,
-	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-		cfg.http.Logger = c.log
 	}
 	if len(cfg.mkAuth) == 1 {
 		c.auth = cfg.mkAuth[0](&cfg)

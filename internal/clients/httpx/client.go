@@ -54,11 +54,19 @@ type Client struct {
 	throttle *Throttle
 }
 
+// RetryAfterUpToMaxWait, as New's raCap, honours Retry-After up to the
+// client's retry maximum (Settings.MaxWait).
+const RetryAfterUpToMaxWait time.Duration = 0
+
 // New returns a client named name ("bikeep", "copri": the prefix of its log
 // messages). raCap is the longest Retry-After a retry waits (at most
-// MaxRetryAfter) and the cap of the client-wide pause it sets.
+// MaxRetryAfter) and the cap of the client-wide pause it sets;
+// RetryAfterUpToMaxWait makes it the retry maximum.
 func New(name string, s Settings, raCap time.Duration) *Client {
 	s = s.withDefaults()
+	if raCap <= RetryAfterUpToMaxWait {
+		raCap = s.MaxWait
+	}
 	hc := *s.HTTPClient
 	base := hc.Transport
 	if base == nil {

@@ -275,3 +275,38 @@ func TestRefuseRedirectNamesOnlyTheHost(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+func TestRetryAfterCap(t *testing.T) {
+	tests := []struct {
+		name  string
+		s     func() Settings
+		raCap time.Duration
+		want  time.Duration
+	}{
+		{"defaults: up to the default retry maximum", func() Settings { return Settings{} }, RetryAfterUpToMaxWait, DefaultMaxWait},
+		{"up to a configured retry maximum", func() Settings {
+			var s Settings
+			_ = s.SetRetry(3, time.Millisecond, 3*time.Second)
+			return s
+		}, RetryAfterUpToMaxWait, 3 * time.Second},
+		{"a fixed cap", func() Settings { return Settings{} }, 30 * time.Second, 30 * time.Second},
+		{"never beyond MaxRetryAfter", func() Settings { return Settings{} }, time.Hour, MaxRetryAfter},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if c := New("test", tc.s(), tc.raCap); c.raCap != tc.want {
+				t.Errorf("cap = %s, want %s", c.raCap, tc.want)
+			}
+		})
+	}
+	t.Run("a 429 with Retry-After pauses the client for it", func(t *testing.T) {
+		c := New("test", Settings{}, RetryAfterUpToMaxWait)
+		resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"2"}}}
+		if retry, _ := c.judge(Request{Route: "/r"}, resp, 0); !retry {
+			t.Fatal("not retried")
+		}
+		if d := c.throttle.Remaining(); d < time.Second || d > 2*time.Second {
+			t.Fatalf("pause %s, want about 2s", d)
+		}
+	})
+}

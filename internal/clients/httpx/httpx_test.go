@@ -310,3 +310,19 @@ func TestRetryAfterCap(t *testing.T) {
 		}
 	})
 }
+
+func TestThrottleWaitHonoursAPauseExtendedMeanwhile(t *testing.T) {
+	th := newThrottle(time.Millisecond, time.Second, Nop{})
+	th.Throttled(50*time.Millisecond, true)
+	start := time.Now()
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		th.Throttled(150*time.Millisecond, true)
+	}()
+	if err := th.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < 160*time.Millisecond {
+		t.Fatalf("woke after %s, before the extended pause (170 ms) was over", waited)
+	}
+}

@@ -57,18 +57,24 @@ func (t *Throttle) Remaining() time.Duration {
 	return max(t.until.Sub(t.now()), 0)
 }
 
-// Wait blocks until the pause is over. When ctx's deadline comes first it
-// fails at once with a *BackoffError rather than sleeping into a timeout.
+// Wait blocks until the pause is over, including any pause set while it
+// slept. Waiters wake spread over a quarter of the pause rather than all at
+// once. When ctx's deadline comes first it fails at once with a
+// *BackoffError rather than sleeping into a timeout.
 func (t *Throttle) Wait(ctx context.Context) error {
-	d := t.Remaining()
-	if d <= 0 {
-		return nil
+	for {
+		d := t.Remaining()
+		if d <= 0 {
+			return nil
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			// Unwraps to DeadlineExceeded: the request would have timed out.
+			return &BackoffError{What: "request", Remaining: d, Err: context.DeadlineExceeded}
+		}
+		if err := Sleep(ctx, d+rand.N(d/4+1)); err != nil {
+			return err
+		}
 	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-		// Unwraps to DeadlineExceeded: the request would have timed out.
-		return &BackoffError{What: "request", Remaining: d, Err: context.DeadlineExceeded}
-	}
-	return Sleep(ctx, d)
 }
 
 // Throttled records a 429 (or a 503 with Retry-After). ra is its parsed

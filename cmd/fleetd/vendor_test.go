@@ -133,6 +133,7 @@ metrics:
 	if home.Code != 200 || home.Body.Len() >= 1<<20 {
 		t.Fatalf("status page: HTTP %d, %d bytes", home.Code, home.Body.Len())
 	}
+	t.Logf("/metrics %d bytes, status page %d bytes, longest log line %d bytes", len(body), home.Body.Len(), logs.longest)
 	if logs.total == 0 || logs.longest > 16<<10 {
 		t.Fatalf("longest log line %d bytes (of %d logged)", logs.longest, logs.total)
 	}

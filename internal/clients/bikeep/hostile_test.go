@@ -133,6 +133,7 @@ func TestFailingTokenEndpointIsAskedAtMostOnceASecond(t *testing.T) {
 		}
 		clk.Advance(step)
 	}
+	t.Logf("%d token requests in %s of walks of %d locations", fetches.Load(), span, locations)
 	if n, limit := fetches.Load(), int64(span/time.Second); n > limit {
 		t.Fatalf("%d token requests in %s, want at most one a second (%d)", n, span, limit)
 	}
@@ -166,6 +167,7 @@ func TestConstant429KeepsRequestsWithinTheBudget(t *testing.T) {
 				t.Fatalf("want the 429 or a backoff refusal, got %v", err)
 			}
 		}
+		t.Logf("walk of %d locations under constant 429: %d requests", locations, hits.Load()-before)
 		if n := hits.Load() - before; n > locations*11/10 {
 			t.Fatalf("a walk of %d locations under constant 429 sent %d requests, want at most %d", locations, n, locations*11/10)
 		}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/sim/vocab"
 )
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -150,13 +152,23 @@ func sortedKeys(m map[string]bool) []string {
 	return s
 }
 
-func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
-	ref, err := os.ReadFile("testdata/reference-device.json")
+// referenceExample is an example payload of the reference text itself
+// (docs/vendor), not a copy of it.
+func referenceExample(t *testing.T, endpoint string) map[string]any {
+	t.Helper()
+	ref, err := os.ReadFile(referencePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var refDoc any
-	mustUnmarshal(t, ref, &refDoc)
+	doc, err := vocab.Example(ref, endpoint, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
+	var refDoc any = referenceExample(t, "/device/v1/devices/{device_id}")
 	want := map[string]bool{}
 	keys("", refDoc, want)
 
@@ -164,7 +176,7 @@ func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
 	// Union over the fleet: nullable objects (user, price_list) are null on
 	// some devices; every key must appear somewhere and no key may be extra.
 	got := map[string]bool{}
-	perDevice := 0
+	perDevice, users := 0, 0
 	for _, l := range h.sim.Locations() {
 		var list struct {
 			Data []map[string]any `json:"data"`
@@ -187,10 +199,24 @@ func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
 					t.Fatalf("device %v lacks key %q", d["id"], k)
 				}
 			}
+			// price_list is served on every device; user only where a user
+			// occupies it (it needs permissions, so null is documented).
+			if pl, ok := d["price_list"].(map[string]any); !ok || pl["id"] == "" || pl["uri"] == "" {
+				t.Errorf("device %v price_list %v", d["id"], d["price_list"])
+			}
+			if u, ok := d["user"].(map[string]any); ok {
+				users++
+				if u["id"] == "" || u["access_key"] == "" {
+					t.Errorf("device %v user %v", d["id"], u)
+				}
+			}
 		}
 	}
 	if perDevice == 0 {
 		t.Fatal("no devices")
+	}
+	if users == 0 || users == perDevice {
+		t.Errorf("%d of %d devices have a user: want some occupied, some free", users, perDevice)
 	}
 	for _, k := range sortedKeys(want) {
 		if !got[k] {
@@ -205,12 +231,7 @@ func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
 }
 
 func TestCommandJSONHasEveryReferenceKey(t *testing.T) {
-	ref, err := os.ReadFile("testdata/reference-command.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var refDoc any
-	mustUnmarshal(t, ref, &refDoc)
+	var refDoc any = referenceExample(t, "/device/v1/commands/{command_id}")
 	want := map[string]bool{}
 	keys("", refDoc, want)
 	want["events"] = true // arrays: compare the element keys separately

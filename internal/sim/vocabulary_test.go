@@ -8,6 +8,7 @@ import (
 	"go/token"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -308,4 +309,42 @@ func countDeliberate(m map[string]bool, deliberate map[string]bool) int {
 		}
 	}
 	return n
+}
+
+// TestCopriWordsAreTheReferences checks the simulator's COPRI booking and
+// lock states against the booking_update reference, which documents them
+// as `state=…` and `lock_state=…`. (defect and the service states come from
+// the project's API notes, which the reference does not cover.)
+func TestCopriWordsAreTheReferences(t *testing.T) {
+	ref, err := os.ReadFile("../../docs/vendor/copri-booking-update.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := func(key string) []string {
+		var out []string
+		for _, m := range regexp.MustCompile("`"+key+`=([a-z]+)`+"`").FindAllStringSubmatch(string(ref), -1) {
+			if !slices.Contains(out, m[1]) {
+				out = append(out, m[1])
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	states, locks := documented("state"), documented("lock_state")
+	if !slices.Equal(states, []string{"available", "canceled", "occupied"}) {
+		t.Fatalf("booking states in the reference: %q", states)
+	}
+	if !slices.Equal(locks, []string{"locked", "locking", "unlocked"}) {
+		t.Fatalf("lock states in the reference: %q", locks)
+	}
+	for _, s := range []bookingState{copriOccupied, copriAvailable} {
+		if !slices.Contains(states, string(s)) {
+			t.Errorf("booking state %q is not documented", s)
+		}
+	}
+	for _, l := range []copriLock{copriLocked, copriUnlocked} {
+		if !slices.Contains(locks, string(l)) {
+			t.Errorf("lock state %q is not documented", l)
+		}
+	}
 }

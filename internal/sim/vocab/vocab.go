@@ -374,3 +374,41 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// Example returns an example payload of the reference: the request body of
+// endpoint when request is set, else its 200 response. endpoint is the path
+// as the reference writes it, e.g. "/device/v1/devices/{device_id}".
+func Example(ref []byte, endpoint string, request bool) (map[string]any, error) {
+	lines := strings.Split(strings.ReplaceAll(string(ref), "\r\n", "\n"), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	marker := "200 response"
+	if request {
+		marker = "Request Body required"
+	}
+	in, found := false, false
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		if endpointRE.MatchString(l) && i > 0 && lines[i-1] != "GET" && lines[i-1] != "POST" {
+			in = l == endpoint
+			found = false
+			continue
+		}
+		if !in {
+			continue
+		}
+		if l == marker {
+			found = true
+			continue
+		}
+		if found && l == "{" {
+			_, doc, err := readExample(lines, i)
+			if err != nil {
+				return nil, fmt.Errorf("%s: example payload: %w", endpoint, err)
+			}
+			return doc, nil
+		}
+	}
+	return nil, fmt.Errorf("the reference has no %s example for %s", marker, endpoint)
+}

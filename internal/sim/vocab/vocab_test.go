@@ -178,3 +178,39 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestExample(t *testing.T) {
+	ref := reference(t)
+	dev, err := Example(ref, "/device/v1/devices/{device_id}", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev["type"] != "GUARD" || dev["price_list"] == nil || dev["user"] == nil || len(dev) != 29 {
+		t.Errorf("device example: %d keys, %v", len(dev), dev)
+	}
+	list, err := Example(ref, "/device/v1/locations/{location_id}/devices", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := list["data"].([]any)
+	if len(data) != 1 || len(data[0].(map[string]any)) != len(dev) || list["uri"] == nil {
+		t.Errorf("list example %v", list)
+	}
+	req, err := Example(ref, "/device/v1/devices/{device_id}/commands", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req["command"] != "lock" || req["power_cycle"] != true {
+		t.Errorf("request example %v", req)
+	}
+	cmd, err := Example(ref, "/device/v1/devices/{device_id}/commands", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd["state"].(map[string]any)["value"] != "NOT_SENT" {
+		t.Errorf("command example %v", cmd)
+	}
+	if _, err := Example(ref, "/device/v1/nothing", false); err == nil {
+		t.Error("an endpoint the reference lacks has an example")
+	}
+}

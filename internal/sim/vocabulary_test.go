@@ -215,7 +215,7 @@ func TestServedValuesAreTheReferences(t *testing.T) {
 	future := t0.Add(24 * time.Hour).Format(time.RFC3339)
 	var ids []string
 	for _, devs := range byType {
-		for _, d := range devs[:min(len(devs), 12)] {
+		for _, d := range devs[:min(len(devs), 4)] { // unhealthy, dead, long dead, hardware error
 			for _, name := range d.Commands {
 				h.clock.Add(20 * time.Second) // past the lock/unlock throttle
 				req := map[string]any{"command": name}
@@ -238,8 +238,11 @@ func TestServedValuesAreTheReferences(t *testing.T) {
 			}
 		}
 	}
-	for range 70 {
+	for i := range 70 {
 		h.stepTo(time.Second)
+		if i >= 4 {
+			continue // the youngest have finished; the rest run to their timeout
+		}
 		for _, id := range ids[max(0, len(ids)-40):] { // the youngest: still in their lifecycle
 			var c map[string]any
 			mustUnmarshal(t, h.get("/device/v1/commands/"+id), &c)

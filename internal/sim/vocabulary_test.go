@@ -253,6 +253,15 @@ func TestServedValuesAreTheReferences(t *testing.T) {
 		var c map[string]any
 		mustUnmarshal(t, h.get("/device/v1/commands/"+id), &c)
 		seen.command(c)
+		// The reference names three kinds of event by prefix: REQUEST
+		// (server), RESPONSE (hardware reply), STATE (device state).
+		for _, e := range c["events"].([]any) {
+			name, _ := e.(map[string]any)["name"].(string)
+			p, _, _ := strings.Cut(name, "_")
+			if p != "REQUEST" && p != "RESPONSE" && p != "STATE" {
+				t.Errorf("command %s event %q has no documented prefix", c["name"], name)
+			}
+		}
 	}
 	walk()
 

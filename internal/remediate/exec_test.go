@@ -372,8 +372,9 @@ func TestThrottledPOST(t *testing.T) {
 			if n := len(v.cmd.Sends()); n != 2 {
 				t.Fatalf("%d POSTs, want 2", n)
 			}
+			ep, _ := v.episode("L1-d0", health.NotResponding)
 			v.e.mu.Lock()
-			ep, last, inflight := *v.e.episodes[faultKey{"L1-d0", health.NotResponding}], v.e.devices["L1-d0"], len(v.e.inflight)
+			last, inflight := v.e.devices["L1-d0"], len(v.e.inflight)
 			v.e.mu.Unlock()
 			// The cooldown of attempt 1 had passed (and its entry expired);
 			// the throttled POST must not start a new one.

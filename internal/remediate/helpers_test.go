@@ -313,7 +313,7 @@ type locSpec struct {
 	// undecodable makes the list partial.
 	hidden      map[string]bool
 	undecodable int
-	faults  []health.Fault
+	faults      []health.Fault
 	// lastSuccess overrides the walk end (default: now).
 	lastSuccess time.Time
 }

@@ -466,3 +466,41 @@ func TestThrottleBackoff(t *testing.T) {
 		})
 	}
 }
+
+// TestThrottleEscalates: consecutive throttled POSTs double the backoff; an
+// answer without throttling resets it.
+func TestThrottleEscalates(t *testing.T) {
+	v := newEnv(t, nil)
+	f := newFleet(map[string]int{"L1": 20}) // three faulty devices are no storm
+	f.fault("L1", 0, health.NotResponding, t0.Add(-time.Hour), 5)
+	throttle := &bikeep.RateLimitError{APIError: bikeep.APIError{StatusCode: 429}}
+	v.cmd.sendErr["L1-d0"] = throttle
+	backoff := func() time.Duration {
+		v.e.mu.Lock()
+		defer v.e.mu.Unlock()
+		return v.e.backoffUntil.Sub(v.clock.Now())
+	}
+	within := func(what string, lo, hi time.Duration) {
+		t.Helper()
+		if d := backoff(); d < lo || d > hi {
+			t.Fatalf("%s: backoff %v, want within [%v, %v]", what, d, lo, hi)
+		}
+	}
+	v.walk(f, 0)
+	within("first throttle", 2500*time.Millisecond, 5*time.Second)
+	v.walk(f, 5*time.Second)
+	within("second consecutive throttle", 5*time.Second, 10*time.Second)
+	delete(v.cmd.sendErr, "L1-d0")
+	f.fault("L1", 1, health.NotResponding, t0.Add(-time.Hour), 5)
+	v.walk(f, 10*time.Second) // both devices' POSTs go out and create commands
+	if n := len(v.cmd.Sends()); n != 4 {
+		t.Fatalf("%d POSTs, want 4", n)
+	}
+	v.cmd.sendErr["L1-d2"] = throttle
+	f.fault("L1", 2, health.NotResponding, t0.Add(-time.Hour), 5)
+	v.walk(f, time.Second)
+	if n := len(v.cmd.Sends()); n != 5 {
+		t.Fatalf("%d POSTs, want 5", n)
+	}
+	within("a throttle after an accepted POST", 2500*time.Millisecond, 5*time.Second)
+}

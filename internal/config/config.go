@@ -145,6 +145,12 @@ type Remediation struct {
 	Blackout              []Blackout    `yaml:"blackout"`
 	Ledger                string        `yaml:"ledger"`
 	Trigger               string        `yaml:"trigger"`
+	// ForgetAfter is how long a fault episode outlives its device's absence:
+	// a device missing from complete lists of its location for this long is
+	// forgotten, episode and attempts included. Absence from failed or
+	// partial lists is no evidence at all (DESIGN.md, "Fault episodes end
+	// only on evidence").
+	ForgetAfter time.Duration `yaml:"forget_after"`
 }
 
 // Storm configures the storm brake, applied per location and fleet-wide.
@@ -195,6 +201,7 @@ func Default() *Config {
 			MinFaultAge:           2 * time.Minute,
 			Cooldown:              15 * time.Minute,
 			MaxAttempts:           3,
+			ForgetAfter:           24 * time.Hour,
 			PowerCycleFromAttempt: 3,
 			Rate:                  Rate{Count: 30, Per: time.Minute},
 			MaxInFlight:           10,

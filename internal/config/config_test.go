@@ -76,6 +76,7 @@ func wantFull() *Config {
 		MinFaultAge:           0,
 		Cooldown:              90 * time.Minute,
 		MaxAttempts:           5,
+		ForgetAfter:           36 * time.Hour,
 		PowerCycleFromAttempt: 4,
 		Rate:                  Rate{Count: 100, Per: time.Hour},
 		MaxInFlight:           3,

@@ -128,6 +128,7 @@ func (r *Remediation) validate(p *problems) {
 		p.addf("remediation.min_fault_age", "must not be negative, got %s", formatDuration(r.MinFaultAge))
 	}
 	positive(p, "remediation.cooldown", r.Cooldown)
+	positive(p, "remediation.forget_after", r.ForgetAfter)
 	if r.MaxAttempts < 1 || r.MaxAttempts > 100 {
 		p.addf("remediation.max_attempts", "must be between 1 and 100, got %d", r.MaxAttempts)
 	} else if r.PowerCycleFromAttempt < 1 || r.PowerCycleFromAttempt > r.MaxAttempts {

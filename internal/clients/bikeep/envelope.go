@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/fleetd/fleetd/internal/clients/httpx"
 )
@@ -42,33 +43,40 @@ func splitList(b []byte) (env listEnvelope, cut *ItemError, err error) {
 	} else if tok != json.Delim('{') {
 		return env, nil, fmt.Errorf("want a JSON object, got %v", tok)
 	}
-	seen := false
+	// dataErr is what is wrong with the last "data" value; a repeated
+	// "data" replaces the earlier one, as in the fast path (encoding/json
+	// keeps the last value of a key).
+	dataErr := errDataMissing
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return env, nil, err
+			return listEnvelope{}, nil, err
 		}
 		key, _ := tok.(string)
-		if key != "data" {
+		// Keys match as encoding/json matches them, case-insensitively, so
+		// both decode paths see the same "data".
+		if !strings.EqualFold(key, "data") {
 			var skip json.RawMessage
 			if err := dec.Decode(&skip); err != nil {
-				return env, nil, fmt.Errorf("value of %q: %w", httpx.Sanitize(key, 32), err)
+				return listEnvelope{}, nil, fmt.Errorf("value of %q: %w", httpx.Sanitize(key, 32), err)
 			}
 			continue
 		}
-		// A repeated "data" replaces the earlier one, as in the fast path
-		// (encoding/json keeps the last value of a key).
-		seen = true
 		tok, err = dec.Token()
-		switch {
-		case err != nil:
-			return env, nil, err
-		case tok == nil:
-			return env, nil, errDataNull
-		case tok != json.Delim('['):
-			return env, nil, errDataNotArray
+		if err != nil {
+			return listEnvelope{}, nil, err
 		}
-		env.Data = []json.RawMessage{}
+		if tok != json.Delim('[') {
+			env.Data, dataErr = nil, errDataNotArray
+			if tok == nil {
+				dataErr = errDataNull
+			}
+			if err := skipValue(dec, tok); err != nil {
+				return listEnvelope{}, nil, err
+			}
+			continue
+		}
+		env.Data, dataErr = []json.RawMessage{}, nil
 		for dec.More() {
 			var item json.RawMessage
 			if err := dec.Decode(&item); err != nil {
@@ -86,10 +94,30 @@ func splitList(b []byte) (env listEnvelope, cut *ItemError, err error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return listEnvelope{}, nil, errors.New("data after the top-level object")
 	}
-	if !seen {
-		return env, nil, errDataMissing
+	if dataErr != nil {
+		return listEnvelope{}, nil, dataErr
 	}
 	return env, nil, nil
+}
+
+// skipValue consumes the rest of a value whose first token was tok.
+func skipValue(dec *json.Decoder, tok json.Token) error {
+	depth := 0
+	for {
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+		var err error
+		if tok, err = dec.Token(); err != nil {
+			return err
+		}
+	}
 }
 
 func cutAt(index int, err error) *ItemError {

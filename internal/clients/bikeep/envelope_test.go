@@ -1,7 +1,9 @@
 package bikeep
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -150,4 +152,61 @@ func TestLocationListEnvelope(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzListEnvelope holds splitList to encoding/json, which the fast path of
+// decodeDeviceList uses: a body encoding/json reads as an object with a
+// "data" array is split into exactly that array; a body it rejects is never
+// taken for a complete list; a cut is only reported for a body that is not
+// valid JSON, and keeps a prefix of entries.
+func FuzzListEnvelope(f *testing.F) {
+	for _, s := range []string{
+		`{"data":[]}`, `{"data":[{"id":"a"},{"id":"b"}],"uri":"u"}`, `{"uri":"u","data":[1,"x",null]}`,
+		`{"data":null}`, `{}`, `{"uri":"u"}`, `{"data":{"a":[1]}}`, `{"data":"x"}`, `{"data":[{"id":"a"},{"id":`,
+		`{"data":[{"id":"a"}`, `{"data":[`, `{"data":[1 2]}`, `{"data":[]} x`, `{"data":null,"data":[1]}`,
+		`{"data":[1],"data":null}`, `{"data":[{"a":[{"b":{}}]}],"x":{"data":null}}`, `[]`, `null`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, cut, err := splitList(b)
+		var ref struct {
+			Data *[]json.RawMessage `json:"data"`
+		}
+		refErr := json.Unmarshal(b, &ref)
+		refList := refErr == nil && ref.Data != nil && requireObject(b) == nil
+		switch {
+		case err != nil:
+			if refList {
+				t.Fatalf("rejected %q, which encoding/json reads as a list of %d", b, len(*ref.Data))
+			}
+			if env.Data != nil || cut != nil {
+				t.Fatalf("entries or a cut returned with an error")
+			}
+		case cut != nil:
+			if json.Valid(b) {
+				t.Fatalf("valid JSON %q reported as cut at %d", b, cut.Index)
+			}
+			if cut.Index != len(env.Data) {
+				t.Fatalf("cut at %d after %d entries", cut.Index, len(env.Data))
+			}
+			for _, item := range env.Data {
+				if !json.Valid(item) {
+					t.Fatalf("entry before the cut is not valid JSON: %q", item)
+				}
+			}
+		default:
+			if !refList {
+				t.Fatalf("accepted %q as a complete list; encoding/json: %v", b, refErr)
+			}
+			if env.Data == nil || len(env.Data) != len(*ref.Data) {
+				t.Fatalf("split into %d entries, encoding/json %d", len(env.Data), len(*ref.Data))
+			}
+			for i := range env.Data {
+				if !bytes.Equal(bytes.TrimSpace(env.Data[i]), bytes.TrimSpace((*ref.Data)[i])) {
+					t.Fatalf("entry %d: %q, encoding/json %q", i, env.Data[i], (*ref.Data)[i])
+				}
+			}
+		}
+	})
 }

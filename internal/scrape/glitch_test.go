@@ -244,3 +244,48 @@ func TestFailureAfterPartialKeepsCarriedUntilStale(t *testing.T) {
 		t.Fatalf("stale location = %+v, want nothing reported", l)
 	}
 }
+
+// partialDevices answers loc-0 with a partial list lacking loc-0-d2, which
+// shows up in loc-1's list in the same walk: it moved, and is not carried.
+type partialDevices struct{ *fakeDevices }
+
+func (p partialDevices) ListLocationDevices(ctx context.Context, id string) ([]bikeep.Device, error) {
+	devs, err := p.fakeDevices.ListLocationDevices(ctx, id)
+	if id == "loc-0" && err == nil {
+		return devs[:1], &bikeep.PartialDecodeError{Route: bikeep.RouteLocationDevices, Total: 2,
+			Bad: []bikeep.ItemError{{Index: 1, Err: fmt.Errorf("wrong type")}}}
+	}
+	return devs, err
+}
+
+func TestDeviceReadElsewhereIsNotCarried(t *testing.T) {
+	fleet := newFleet(2)
+	clk := newClock()
+	s := newScraper(t, Options{Devices: fleet, Now: clk.Now})
+	_ = s.WalkDevices(context.Background())
+
+	moved := fleet.devices["loc-0"][1] // unhealthy
+	moved.Location = &bikeep.Ref{ID: "loc-1"}
+	fleet.devices["loc-1"] = append(fleet.devices["loc-1"], moved)
+	opts := *s.options()
+	opts.Devices = partialDevices{fleet}
+	if err := s.Reconfigure(opts); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Minute)
+	_ = s.WalkDevices(context.Background())
+	snap := s.Snapshot()
+	if l := location(t, snap, "loc-0"); l.Complete() || l.Carried != nil || !strings.Contains(l.DecodeError, "wrong type") {
+		t.Fatalf("loc-0 = complete %v carried %v decode error %q; want partial, nothing carried",
+			l.Complete(), deviceIDs(l.Carried), l.DecodeError)
+	}
+	var where []string
+	for _, f := range snap.Faults {
+		if f.DeviceID == moved.ID {
+			where = append(where, f.LocationID)
+		}
+	}
+	if !slices.Equal(where, []string{"loc-1"}) {
+		t.Fatalf("fault of the moved device reported in %v, want only loc-1", where)
+	}
+}

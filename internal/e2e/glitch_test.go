@@ -119,8 +119,65 @@ type stack struct {
 	t      *testing.T
 	vendor *vendor
 	clock  *clock
+	client *bikeep.Client
+	policy config.Remediation
 	scr    *scrape.Scraper
-	eng    *remediate.Engine
+
+	mu   sync.Mutex
+	eng  *remediate.Engine
+	stop func() // stops eng and closes its ledger
+}
+
+// engine is the running engine; restartEngine replaces it.
+func (s *stack) engine() *remediate.Engine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eng
+}
+
+// startEngine opens the ledger and runs a new engine over it.
+func (s *stack) startEngine() {
+	s.t.Helper()
+	ledger, err := remediate.OpenLedger(s.policy.Ledger)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	eng, err := remediate.New(remediate.Options{Policy: s.policy, Commander: s.client, Ledger: ledger,
+		Registerer: prometheus.NewPedanticRegistry(), Logger: slog.New(slog.DiscardHandler),
+		Now: s.clock.Now, PollInterval: time.Millisecond})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				s.t.Errorf("engine: %v", err)
+			}
+			if err := ledger.Close(); err != nil {
+				s.t.Errorf("ledger: %v", err)
+			}
+		})
+	}
+	s.mu.Lock()
+	s.eng, s.stop = eng, stop
+	s.mu.Unlock()
+	s.t.Cleanup(stop)
+}
+
+// restartEngine stops the engine and starts a new one from the ledger, as
+// a restart of fleetd would, while the scraper keeps its state.
+func (s *stack) restartEngine() {
+	s.t.Helper()
+	s.mu.Lock()
+	stop := s.stop
+	s.mu.Unlock()
+	stop()
+	s.startEngine()
 }
 
 func newStack(t *testing.T) *stack {
@@ -134,46 +191,28 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	clk := &clock{now: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}
-	log := slog.New(slog.DiscardHandler)
 
 	cfg := config.Default()
 	policy := cfg.Remediation
 	policy.MaxAttempts, policy.PowerCycleFromAttempt = 1, 1
 	policy.MinFaultAge = 0
 	policy.Ledger = filepath.Join(t.TempDir(), "remediation.db")
-	ledger, err := remediate.OpenLedger(policy.Ledger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := remediate.New(remediate.Options{Policy: policy, Commander: client, Ledger: ledger,
-		Registerer: prometheus.NewPedanticRegistry(), Logger: log, Now: clk.Now, PollInterval: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("engine: %v", err)
-		}
-		if err := ledger.Close(); err != nil {
-			t.Errorf("ledger: %v", err)
-		}
-	})
+	s := &stack{t: t, vendor: v, clock: clk, client: client, policy: policy}
+	s.startEngine()
 
 	scr, err := scrape.New(scrape.Options{
 		Devices: client, LocationIDs: []string{location}, Concurrency: 1, RequestTimeout: 5 * time.Second,
 		Health: health.Params{LockMismatchGrace: cfg.Health.LockMismatchGrace, TransitionGrace: cfg.Health.TransitionGrace,
 			RentalMaxDuration: cfg.Health.RentalMaxDuration},
 		StaleAfter: cfg.Health.StaleAfter, ForgetAfter: policy.ForgetAfter,
-		OnDeviceWalk: eng.Observe, Now: clk.Now, Logger: log,
+		OnDeviceWalk: func(ctx context.Context, snap *scrape.Snapshot) { s.engine().Observe(ctx, snap) },
+		Now:          clk.Now, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &stack{t: t, vendor: v, clock: clk, scr: scr, eng: eng}
+	s.scr = scr
+	return s
 }
 
 // walk advances the clock by d, walks once and waits until no command is
@@ -183,9 +222,9 @@ func (s *stack) walk(d time.Duration) {
 	s.clock.Add(d)
 	_ = s.scr.WalkDevices(context.Background())
 	deadline := time.Now().Add(5 * time.Second)
-	for len(s.eng.Status().InFlight) > 0 {
+	for len(s.engine().Status().InFlight) > 0 {
 		if time.Now().After(deadline) {
-			s.t.Fatalf("command still in flight after 5s: %+v", s.eng.Status().InFlight)
+			s.t.Fatalf("command still in flight after 5s: %+v", s.engine().Status().InFlight)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -193,7 +232,7 @@ func (s *stack) walk(d time.Duration) {
 
 func (s *stack) exhausted() string {
 	var out []string
-	for _, ep := range s.eng.Status().Exhausted {
+	for _, ep := range s.engine().Status().Exhausted {
 		out = append(out, fmt.Sprintf("%s/%s first seen %s after %d", ep.DeviceID, ep.Fault, ep.FirstSeen.Format(time.TimeOnly), ep.Attempts))
 	}
 	return strings.Join(out, ", ")
@@ -201,45 +240,60 @@ func (s *stack) exhausted() string {
 
 // With max_attempts 1, a device whose one command did not cure it is
 // exhausted, and stays so through any glitch of the device list and the
-// recovery after it: the vendor receives exactly one sync-device.
+// recovery after it, also when the engine restarts from its ledger during
+// the glitch: the vendor receives exactly one sync-device.
 func TestListGlitchDoesNotResetExhaustedEpisode(t *testing.T) {
-	for _, g := range glitches {
-		t.Run(g.name, func(t *testing.T) {
-			s := newStack(t)
-			s.walk(0)                // first sight: too young (one walk)
-			s.walk(30 * time.Second) // second sight: the one attempt
-			if n := s.vendor.postsTo("stuck"); n != 1 {
-				t.Fatalf("sync-device POSTs after two walks = %d, want 1", n)
+	for _, restart := range []bool{false, true} {
+		for _, g := range glitches {
+			name := g.name
+			if restart {
+				name += ", engine restarted during it"
 			}
-			s.walk(30 * time.Second) // verified not fixed
-			// Past the cooldown, so only the exhausted episode holds the
-			// device back.
-			s.walk(20 * time.Minute)
-			const want = "stuck/hardware_error first seen 08:00:00 after 1"
-			if got := s.exhausted(); got != want {
-				t.Fatalf("exhausted before the glitch = %q, want %q", got, want)
-			}
+			t.Run(name, func(t *testing.T) { glitchAndRecover(t, g.body, restart) })
+		}
+	}
+}
 
-			s.vendor.setList(g.body)
-			for range 4 {
-				s.walk(30 * time.Second)
-			}
-			if got := s.exhausted(); got != want {
-				t.Errorf("exhausted during the glitch = %q, want %q", got, want)
-			}
-			s.vendor.setList(goodList)
-			for range 4 {
-				s.walk(30 * time.Second)
-			}
-			if got := s.exhausted(); got != want {
-				t.Errorf("exhausted after the recovery = %q, want %q", got, want)
-			}
-			if n := s.vendor.postsTo("stuck"); n != 1 {
-				t.Fatalf("sync-device POSTs to the exhausted device = %d, want 1 (max_attempts)", n)
-			}
-			if n := s.vendor.postsTo("fine"); n != 0 {
-				t.Fatalf("sync-device POSTs to the healthy device = %d", n)
-			}
-		})
+// glitchAndRecover exhausts the stuck device, serves body for four walks
+// (restarting the engine from its ledger after the second if asked), then
+// the good list again, and checks that the vendor saw one command in all.
+func glitchAndRecover(t *testing.T, body string, restart bool) {
+	s := newStack(t)
+	s.walk(0)                // first sight: too young (one walk)
+	s.walk(30 * time.Second) // second sight: the one attempt
+	if n := s.vendor.postsTo("stuck"); n != 1 {
+		t.Fatalf("sync-device POSTs after two walks = %d, want 1", n)
+	}
+	s.walk(30 * time.Second) // verified not fixed
+	// Past the cooldown, so only the exhausted episode holds the
+	// device back.
+	s.walk(20 * time.Minute)
+	const want = "stuck/hardware_error first seen 08:00:00 after 1"
+	if got := s.exhausted(); got != want {
+		t.Fatalf("exhausted before the glitch = %q, want %q", got, want)
+	}
+
+	s.vendor.setList(body)
+	for i := range 4 {
+		if restart && i == 2 {
+			s.restartEngine()
+		}
+		s.walk(30 * time.Second)
+	}
+	if got := s.exhausted(); got != want {
+		t.Errorf("exhausted during the glitch = %q, want %q", got, want)
+	}
+	s.vendor.setList(goodList)
+	for range 4 {
+		s.walk(30 * time.Second)
+	}
+	if got := s.exhausted(); got != want {
+		t.Errorf("exhausted after the recovery = %q, want %q", got, want)
+	}
+	if n := s.vendor.postsTo("stuck"); n != 1 {
+		t.Fatalf("sync-device POSTs to the exhausted device = %d, want 1 (max_attempts)", n)
+	}
+	if n := s.vendor.postsTo("fine"); n != 0 {
+		t.Fatalf("sync-device POSTs to the healthy device = %d", n)
 	}
 }

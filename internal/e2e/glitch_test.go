@@ -48,6 +48,7 @@ var glitches = []struct{ name, body string }{
 	{"data not an array", `{"data":{"stuck":` + stuck + `}}`},
 	{"one wrong-typed device", `{"data":[` + healthy + `,` + device("stuck", "ERROR", `,"has_camera":"yes"`) + `],"uri":"u"}`},
 	{"one truncated device", `{"data":[` + healthy + `,` + stuck[:60]},
+	{"one device record cut to its id", `{"data":[` + healthy + `,{"id":"stuck"}],"uri":"u"}`},
 }
 
 // vendor is the Bikeep API as far as a walk and a command need it: one

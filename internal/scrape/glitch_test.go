@@ -37,6 +37,8 @@ var (
 		"one wrong-typed device": `{"data":[` + devOK + `,` + deviceJSON("sick", "UNHEALTHY", "NORMAL", `,"has_camera":"yes"`) + `,` + devBroken + `]}`,
 		// The body breaks off inside broken.
 		"one truncated device": `{"data":[` + devOK + `,` + devSick + `,` + devBroken[:40],
+		// sick's record is cut down to its id: valid JSON that says nothing.
+		"one device cut to its id": `{"data":[` + devOK + `,{"id":"sick"},` + devBroken + `]}`,
 	}
 )
 
@@ -103,6 +105,7 @@ func TestListGlitchesKeepLastKnownFaults(t *testing.T) {
 		{glitch: "data not an array"},
 		{glitch: "one wrong-typed device", partial: true, read: []string{"ok", "broken"}, carried: []string{"sick"}, decodeErr: "id sick"},
 		{glitch: "one truncated device", partial: true, read: []string{"ok", "sick"}, carried: []string{"broken"}, decodeErr: "breaks off"},
+		{glitch: "one device cut to its id", partial: true, read: []string{"ok", "broken"}, carried: []string{"sick"}, decodeErr: `id "sick"`},
 	} {
 		t.Run(tc.glitch, func(t *testing.T) {
 			ls, client := newListServer(t)

@@ -499,7 +499,47 @@ func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r l
 	default:
 		r.devices = s.compact.devices(devices)
 	}
+	if r.err == nil {
+		r.dropBlank()
+	}
 	return r
+}
+
+// blank reports whether a decoded device record carries none of the fields
+// its health is judged by, as a record cut short by the vendor does: it
+// would classify as faultless, and is no evidence of that.
+func blank(d *bikeep.Device) bool {
+	return d.Type == "" && d.State == nil && d.LockState == "" && d.HardwareState == "" && d.HeartbeatV2 == nil
+}
+
+// dropBlank takes blank records out of the list and counts them as
+// undecodable entries, which makes the list partial: the devices they
+// stand for keep their last known state instead of passing for healthy.
+func (r *locationResult) dropBlank() {
+	n, first := 0, -1
+	for i := range r.devices {
+		if blank(&r.devices[i]) {
+			n++
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if n == 0 {
+		return
+	}
+	id, _ := limits.Text(r.devices[first].ID, 64)
+	err := fmt.Errorf("%d device record(s) without type, state, lock_state, hardware_state or heartbeat_v2, the first with id %q", n, id)
+	kept := make([]bikeep.Device, 0, len(r.devices)-n)
+	for i := range r.devices {
+		if !blank(&r.devices[i]) {
+			kept = append(kept, r.devices[i])
+		}
+	}
+	if r.partial == nil {
+		r.decodeErr, _ = limits.Text(err.Error(), maxDecodeError)
+	}
+	r.devices, r.partial, r.undecodable = kept, errors.Join(r.partial, err), r.undecodable+n
 }
 
 type operatorResult struct {

@@ -58,7 +58,8 @@ type SourceStatus struct {
 //   - complete: the list was read whole. Up, Undecodable 0, Carried nil.
 //     A device missing from it is gone.
 //   - partial: the list was read, but Undecodable of its entries were not
-//     (a field of the wrong type, a body that breaks off inside the list).
+//     (a field of the wrong type, a body that breaks off inside the list,
+//     a record without any field health is judged by).
 //     Up, Undecodable > 0. A device missing from it is unknown, not gone: it
 //     is in Carried with its last known record, and its faults stay in
 //     Snapshot.Faults with their episode (same FirstSeen).

@@ -302,7 +302,7 @@ func TestRetryAfterCap(t *testing.T) {
 	t.Run("a 429 with Retry-After pauses the client for it", func(t *testing.T) {
 		c := New("test", Settings{}, RetryAfterUpToMaxWait)
 		resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"2"}}}
-		if retry, _ := c.judge(Request{Route: "/r"}, resp, 0); !retry {
+		if !c.judge(Request{Route: "/r"}, resp) {
 			t.Fatal("not retried")
 		}
 		if d := c.throttle.Remaining(); d < time.Second || d > 2*time.Second {

@@ -458,3 +458,41 @@ func TestDoCommandAfterConnectionIsNotRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleGaugeReturnsToZero: fleetd_api_backoff_seconds goes back to 0
+// with the first answer that is not throttled after the pause, also when the
+// pause came from a Retry-After or a success arrived during it (an alert
+// watches the gauge).
+func TestThrottleGaugeReturnsToZero(t *testing.T) {
+	tests := []struct {
+		name  string
+		ra    time.Duration
+		hasRA bool
+	}{
+		{"pause after a 429 without Retry-After", 0, false},
+		{"pause after a Retry-After", 5 * time.Second, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			rec := &backoffRec{}
+			th := newThrottle(time.Second, 8*time.Second, rec)
+			th.now = clk.Now
+			th.Throttled(tc.ra, tc.hasRA)
+			th.Succeeded() // an answer to a request sent before the 429
+			if rec.last() <= 0 {
+				t.Fatalf("gauge %s during the pause", rec.last())
+			}
+			clk.Advance(10 * time.Second)
+			th.Succeeded()
+			if got := rec.last(); got != 0 {
+				t.Fatalf("gauge %s after a success past the pause, want 0", got)
+			}
+			n := len(rec.Backoffs())
+			th.Succeeded()
+			if len(rec.Backoffs()) != n {
+				t.Fatal("every success reports the gauge again")
+			}
+		})
+	}
+}

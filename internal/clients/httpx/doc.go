@@ -1,6 +1,7 @@
 // Package httpx is the HTTP plumbing the vendor clients share: an
-// instrumented transport keyed by route template, one retry loop with a
-// client-wide retry budget and a shared backoff after throttling, one
+// instrumented transport keyed by route template, one retry loop (that of
+// go-retryablehttp, given httpx's policy) with a client-wide retry budget
+// and a shared backoff after throttling, one
 // Retry-After parser with one clamp, capped body reads, sanitised error
 // snippets, a single-flight gate with failure backoff for credential
 // fetches, and the option validation both clients apply.

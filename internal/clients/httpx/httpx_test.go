@@ -3,6 +3,7 @@ package httpx
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -494,5 +495,47 @@ func TestThrottleGaugeReturnsToZero(t *testing.T) {
 				t.Fatal("every success reports the gauge again")
 			}
 		})
+	}
+}
+
+// TestFailedRequestKeepsThePool: a request that ends in an error (here its
+// deadline during the backoff) does not close the connections the client's
+// other requests reuse.
+func TestFailedRequestKeepsThePool(t *testing.T) {
+	var conns atomic.Int64
+	answered := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+			answered <- struct{}{}
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	var s Settings
+	_ = s.SetHTTPClient(srv.Client())
+	_ = s.SetRetry(2, time.Minute, time.Minute)
+	c := New("test", s, RetryAfterUpToMaxWait)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-answered
+		time.Sleep(50 * time.Millisecond) // the answer drained, the backoff begun
+		cancel()
+	}()
+	if _, _, err := c.Do(ctx, Request{Method: http.MethodGet, Route: "/fail", URL: srv.URL + "/fail"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v, want the cancellation", err)
+	}
+	resp, _, err := c.Do(context.Background(), Request{Method: http.MethodGet, Route: "/ok", URL: srv.URL + "/ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for two requests in a row, want the first one reused", n)
 	}
 }

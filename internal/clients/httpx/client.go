@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
@@ -196,6 +197,11 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	if !c.budget.Retry() {
 		c.log.DebugContext(ctx, c.name+": retry budget spent, not retrying", "route", r.Route, "method", r.Method)
 		return false, nil
+	}
+	if resp != nil {
+		// Read what an error envelope holds so the connection can be
+		// reused; the library's own drain stops at 4 KiB.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, ErrorBodyLimit))
 	}
 	c.inst.ObserveRetry(r.Route, r.Method)
 	x.decided = time.Now()

@@ -148,7 +148,7 @@ func (c *Client) Do(ctx context.Context, r Request) (resp *http.Response, sent b
 	if err := c.throttle.Wait(ctx); err != nil {
 		return nil, false, err
 	}
-	var body any // an untyped nil: a nil []byte would still make a (chunked) body
+	var body any // untyped nil: with a nil []byte the library attaches an empty body to a GET
 	if r.Body != nil {
 		body = r.Body
 	}

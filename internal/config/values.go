@@ -233,22 +233,44 @@ func loadLocation(name string) (*time.Location, error) {
 	return loc, nil
 }
 
-// Active reports whether t falls in a window of b: some opening o with
-// o ≤ t < o + Duration. Windows may span midnight or overlap. An invalid
-// blackout is never active (Validate refuses it).
-func (b Blackout) Active(t time.Time) bool {
-	if b.Duration <= 0 {
-		return false
-	}
+// Window is a blackout compiled once: its cron spec parsed and its time
+// zone loaded, so a check costs one Next and no parsing.
+type Window struct {
+	open     *cron.SpecSchedule
+	loc      *time.Location
+	duration time.Duration
+}
+
+// Window compiles b; it fails where Validate would refuse b's start or
+// time zone.
+func (b Blackout) Window() (Window, error) {
 	s, loc, err := b.schedule()
 	if err != nil {
+		return Window{}, err
+	}
+	return Window{open: s, loc: loc, duration: b.Duration}, nil
+}
+
+// Active reports whether t falls in the window: some opening o with
+// o ≤ t < o + Duration. Windows may span midnight or overlap. A window
+// without a positive duration (or the zero Window) is never active.
+func (w Window) Active(t time.Time) bool {
+	if w.duration <= 0 || w.open == nil {
 		return false
 	}
 	// Next returns the first opening strictly after its argument, so the
 	// first opening after t-Duration is the latest one that could still
 	// hold t; the window holds t iff that opening is not after t.
-	open := s.Next(t.In(loc).Add(-b.Duration))
+	open := w.open.Next(t.In(w.loc).Add(-w.duration))
 	return !open.IsZero() && !open.After(t)
+}
+
+// Active reports whether t falls in a window of b (see Window.Active). It
+// compiles b on every call: code that checks often compiles it once with
+// Window. An invalid blackout is never active (Validate refuses it).
+func (b Blackout) Active(t time.Time) bool {
+	w, err := b.Window()
+	return err == nil && w.Active(t)
 }
 
 // NaN-safe range check for ratios.

@@ -94,3 +94,27 @@ func TestBuildInfoAndReload(t *testing.T) {
 		t.Fatal("fleetd_build_info missing")
 	}
 }
+
+// fleetd_config_info holds one series: the hash of the config in force. A
+// failed reload leaves it as it was.
+func TestConfigInfoFollowsTheAppliedConfig(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	r, err := NewConfigReload(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Applied("aaaaaaaaaaaa", time.Unix(100, 0))
+	r.Applied("bbbbbbbbbbbb", time.Unix(200, 0))
+	r.Record(false, time.Unix(300, 0))
+	want := `
+# HELP fleetd_config_info The configuration in force, value 1; hash identifies it (the first 12 hex digits of the SHA-256 of what fleetd check-config prints after its header, secrets masked).
+# TYPE fleetd_config_info gauge
+fleetd_config_info{hash="bbbbbbbbbbbb"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "fleetd_config_info"); err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(r.when); v != 200 {
+		t.Fatalf("last success time = %v, want 200", v)
+	}
+}

@@ -223,6 +223,7 @@ type Engine struct {
 	mu         sync.Mutex
 	policy     config.Remediation
 	excl       exclusions
+	windows    []config.Window // of policy.Blackout
 	limiter    *rate.Limiter
 	pause      pauseRecord
 	fleetStorm *storm
@@ -257,7 +258,8 @@ func New(opts Options) (*Engine, error) {
 	if opts.Ledger == nil {
 		return nil, errors.New("remediate: no Ledger")
 	}
-	if err := checkPolicy(opts.Policy); err != nil {
+	policy, err := CompilePolicy(opts.Policy)
+	if err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {
@@ -283,7 +285,8 @@ func New(opts Options) (*Engine, error) {
 		ctx:          ctx,
 		cancel:       cancel,
 		policy:       opts.Policy,
-		excl:         newExclusions(opts.Policy.Exclude),
+		excl:         policy.excl,
+		windows:      policy.windows,
 		limiter:      rate.NewLimiter(opts.Policy.Rate.Limit(), burst(opts.Policy)),
 		pause:        st.pause,
 		storms:       map[string]*storm{},
@@ -480,11 +483,11 @@ type passCtx struct {
 	blackout bool
 }
 
-// blackoutAt is evaluated once per pass: Blackout.Active parses its cron
-// spec on every call.
+// blackoutAt is evaluated once per pass over the windows compiled with
+// the policy.
 func (e *Engine) blackoutAt(now time.Time) bool {
-	for _, b := range e.policy.Blackout {
-		if b.Active(now) {
+	for _, w := range e.windows {
+		if w.Active(now) {
 			return true
 		}
 	}
@@ -948,10 +951,12 @@ func (e *Engine) setPaused(paused bool, reason string) error {
 	return nil
 }
 
-// SetPolicy applies a reloaded remediation: section. The ledger path cannot
-// change while running. The rate limiter keeps its tokens.
+// SetPolicy compiles and applies a reloaded remediation: section
+// (CompilePolicy, ApplyPolicy). The ledger path cannot change while
+// running. The rate limiter keeps its tokens.
 func (e *Engine) SetPolicy(p config.Remediation) error {
-	if err := checkPolicy(p); err != nil {
+	pol, err := CompilePolicy(p)
+	if err != nil {
 		return err
 	}
 	now := e.now()
@@ -960,10 +965,7 @@ func (e *Engine) SetPolicy(p config.Remediation) error {
 	if p.Ledger != e.policy.Ledger {
 		return fmt.Errorf("remediate: remediation.ledger cannot change on reload (%q → %q); restart fleetd", e.policy.Ledger, p.Ledger)
 	}
-	e.limiter.SetLimitAt(now, p.Rate.Limit())
-	e.limiter.SetBurstAt(now, burst(p))
-	e.excl = newExclusions(p.Exclude)
-	e.policy = p
+	e.applyPolicyLocked(now, pol)
 	e.log.Info("remediation policy reloaded", "enabled", p.Enabled, "dry_run", p.DryRun, "trigger", p.Trigger)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,8 +50,8 @@ type daemon struct {
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal
 
-	mu  sync.Mutex // serialises reloads; guards cfg
-	cfg *config.Config
+	mu  sync.Mutex                 // serialises compile-and-apply (start, reloads)
+	cur atomic.Pointer[liveConfig] // the config in force, published whole by apply
 }
 
 // scraperDeps are the optional collaborators of newScraper; zero values
@@ -170,7 +171,8 @@ func newBikeepClient(c config.Bikeep, api *exporter.APIMetrics, log *slog.Logger
 }
 
 // newDaemon wires a daemon from cfg. It performs no I/O. load reads the
-// config again on a reload; nil disables reloads.
+// config again on a reload; nil disables reloads. cfg goes the way of every
+// reload: compiled whole, then applied (compile, apply).
 func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webFlags, log *slog.Logger) (*daemon, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -184,50 +186,66 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 	if err != nil {
 		return nil, err
 	}
-	reloads.Record(true, time.Now())
 	api, err := exporter.NewAPIMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{log: log, load: load, cfg: cfg, api: api, reloads: reloads}
-	// The metrics handler encodes each new snapshot in the walk's goroutine,
-	// so scrapes never pay for it. Walks start only in run, after it is set.
-	opts, err := scraperOptions(cfg, log, scraperDeps{
-		api:       api,
+	d := &daemon{log: log, load: load, api: api, reloads: reloads}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lc, err := d.compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if d.scraper, err = scrape.New(lc.scrape.Options()); err != nil {
+		return nil, err
+	}
+	if cfg.Remediation.Enabled {
+		if err := d.newEngine(cfg, reg); err != nil {
+			return nil, err
+		}
+	}
+	d.metrics = exporter.NewHandler(reg, d.scraper, cfg.Metrics.PerDevice, log)
+	if err := d.newServer(wf, reg); err != nil {
+		return nil, err
+	}
+	d.apply(lc)
+	return d, nil
+}
+
+// scraperDeps are the collaborators of the daemon's scraper. The metrics
+// handler encodes each new snapshot in the walk's goroutine, so scrapes
+// never pay for it. Walks start only in run, after both are set.
+func (d *daemon) scraperDeps() scraperDeps {
+	return scraperDeps{
+		api:       d.api,
 		onPublish: func(s *scrape.Snapshot) { d.metrics.Warm(s) },
 		onDeviceWalk: func(ctx context.Context, s *scrape.Snapshot) {
 			if d.engine != nil {
 				d.engine.Observe(ctx, s)
 			}
 		},
-	})
-	if err != nil {
-		return nil, err
 	}
-	if d.scraper, err = scrape.New(opts); err != nil {
-		return nil, err
-	}
-	if cfg.Remediation.Enabled {
-		if err := d.newEngine(cfg, opts, reg); err != nil {
-			return nil, err
-		}
-	}
-	d.metrics = exporter.NewHandler(reg, d.scraper, cfg.Metrics.PerDevice, log)
+}
+
+// newServer builds the status page, the Alertmanager webhook and the HTTP
+// server around them.
+func (d *daemon) newServer(wf *webFlags, reg *prometheus.Registry) error {
 	home, err := status.NewHandler(status.Options{
 		Snapshot:      d.scraper.Snapshot,
 		Remediation:   d.statusRemediation,
 		Version:       version.Version,
 		TelemetryPath: wf.telemetryPath,
 		AdminAPI:      wf.adminAPI && d.engine != nil,
-		Logger:        log,
+		Logger:        d.log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var webhook http.Handler
 	if d.engine != nil {
-		if webhook, err = alerts.NewHandler(alertRemediator{d.engine}, log.With("component", "alerts"), reg); err != nil {
-			return nil, err
+		if webhook, err = alerts.NewHandler(alertRemediator{d.engine}, d.log.With("component", "alerts"), reg); err != nil {
+			return err
 		}
 	}
 	d.server, err = web.New(web.Options{
@@ -238,38 +256,35 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		Registerer: reg,
 		Ready:      d.scraper.Ready,
 		Home:       home,
-		Routes: func(mux *http.ServeMux) {
-			if webhook != nil {
-				mux.Handle("/api/v1/alerts", webhook)
-			}
-			if !wf.adminAPI {
-				return
-			}
-			if load != nil {
-				mux.HandleFunc("/-/reload", d.handleReload)
-			}
-			if d.engine != nil {
-				api := d.engine.APIHandler()
-				mux.Handle(remediate.RouteStatus, api)
-				mux.Handle(remediate.RouteStatus+"/", api)
-			}
-		},
-		Logger: log,
+		Routes:     func(mux *http.ServeMux) { d.routes(mux, wf, webhook) },
+		Logger:     d.log,
 	})
-	if err != nil {
-		return nil, err
-	}
-	return d, nil
+	return err
 }
 
-// newEngine opens the ledger and builds the remediation engine. A ledger
-// that cannot be opened, is corrupt or is locked by another fleetd stops
-// start-up: remediating without its history could resend commands.
-func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg prometheus.Registerer) error {
-	d.cmd = &commander{}
-	if err := d.cmd.set(opts); err != nil {
-		return err
+func (d *daemon) routes(mux *http.ServeMux, wf *webFlags, webhook http.Handler) {
+	if webhook != nil {
+		mux.Handle("/api/v1/alerts", webhook)
 	}
+	if !wf.adminAPI {
+		return
+	}
+	if d.load != nil {
+		mux.HandleFunc("/-/reload", d.handleReload)
+	}
+	if d.engine != nil {
+		api := d.engine.APIHandler()
+		mux.Handle(remediate.RouteStatus, api)
+		mux.Handle(remediate.RouteStatus+"/", api)
+	}
+}
+
+// newEngine opens the ledger and builds the remediation engine; apply gives
+// it its policy and the Bikeep client of the config. A ledger that cannot be
+// opened, is corrupt or is locked by another fleetd stops start-up:
+// remediating without its history could resend commands.
+func (d *daemon) newEngine(cfg *config.Config, reg prometheus.Registerer) error {
+	d.cmd = &commander{}
 	ledger, err := remediate.OpenLedger(cfg.Remediation.Ledger)
 	if err != nil {
 		return fmt.Errorf("remediation ledger: %w", err)
@@ -294,66 +309,6 @@ func (d *daemon) statusRemediation() *status.Remediation {
 		return nil
 	}
 	return statusRemediation(d.engine, d.scraper.Snapshot())
-}
-
-// reload reads the config again and applies it without losing fleet state:
-// clients, locations, operators, schedules, health tunables and metric
-// options change; last good data and fault episodes stay. A config that
-// does not load, or that changes what only a restart can change, is
-// rejected whole and the running config kept.
-func (d *daemon) reload() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	err := d.applyLocked()
-	d.reloads.Record(err == nil, time.Now())
-	if err != nil {
-		d.log.Error("config reload failed; keeping the running config", "err", err)
-		return err
-	}
-	d.log.Info("config reloaded")
-	return nil
-}
-
-func (d *daemon) applyLocked() error {
-	if d.load == nil {
-		return errors.New("this fleetd has no config to reload")
-	}
-	cfg, err := d.load()
-	if err != nil {
-		return err
-	}
-	if cfg.Remediation.Ledger != d.cfg.Remediation.Ledger {
-		return fmt.Errorf("remediation.ledger: changing it from %q to %q needs a restart", d.cfg.Remediation.Ledger, cfg.Remediation.Ledger)
-	}
-	if cfg.Remediation.Enabled && d.engine == nil {
-		return errors.New("remediation.enabled: switching remediation on needs a restart (fleetd started without it, so its ledger is not open)")
-	}
-	// Everything that can fail is built before anything is applied.
-	opts, err := scraperOptions(cfg, d.log, scraperDeps{api: d.api})
-	if err != nil {
-		return err
-	}
-	if d.cmd != nil {
-		if err := d.cmd.set(opts); err != nil {
-			return err
-		}
-	}
-	if err := d.scraper.Reconfigure(opts); err != nil {
-		return err
-	}
-	if d.engine != nil {
-		if err := d.engine.SetPolicy(cfg.Remediation); err != nil {
-			return err
-		}
-	}
-	// The specs were validated with the config; the rental schedule follows
-	// the operators just configured.
-	if err := d.scraper.Reschedule(cfg.Schedule.Devices, cfg.Schedule.Rentals); err != nil {
-		return err
-	}
-	d.metrics.SetPerDevice(cfg.Metrics.PerDevice)
-	d.cfg = cfg
-	return nil
 }
 
 // handleReload is POST /-/reload (admin API only), as in Prometheus.
@@ -386,10 +341,8 @@ func (d *daemon) run(ctx context.Context, onListening func(addrs []string)) erro
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.server.Serve(gctx) })
-	d.mu.Lock()
-	sched := d.cfg.Schedule
-	d.mu.Unlock()
-	g.Go(func() error { return d.scraper.Run(gctx, sched.Devices, sched.Rentals) })
+	// Runs the schedule apply set, and any a reload sets later.
+	g.Go(func() error { return d.scraper.Run(gctx) })
 	if d.engine != nil {
 		// Resumes polling the commands the ledger holds in flight.
 		g.Go(func() error { return d.engine.Run(gctx) })

@@ -28,15 +28,8 @@ func (c *commander) GetCommand(ctx context.Context, commandID string) (*bikeep.C
 	return c.cur.Load().GetCommand(ctx, commandID)
 }
 
-// set takes the device client of scraper options built from a config.
-func (c *commander) set(opts scrape.Options) error {
-	cl, ok := opts.Devices.(*bikeep.Client)
-	if !ok {
-		return fmt.Errorf("remediation needs a Bikeep client, got %T", opts.Devices)
-	}
-	c.cur.Store(cl)
-	return nil
-}
+// set takes the Bikeep client of the config in force.
+func (c *commander) set(cl *bikeep.Client) { c.cur.Store(cl) }
 
 // alertRemediator feeds Alertmanager webhook requests into the engine, which
 // applies the same gates as to its own walks (and refuses them with reason

@@ -8,54 +8,75 @@ import (
 	"sync"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/fleetd/fleetd/internal/config"
 )
 
-// CronParser is the schedule syntax fleetd accepts: standard five fields, an
-// optional leading seconds field, and descriptors such as "@every 30s".
-func CronParser() cron.Parser {
-	return cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+// Schedule is the pair of walk schedules, compiled from their cron specs
+// once (config load), never on a walk's turn.
+type Schedule struct {
+	Devices cron.Schedule
+	// Rentals is not scheduled while no operator is configured; nil means
+	// no rental walks at all.
+	Rentals cron.Schedule
 }
 
-// Run walks devices and rentals on their cron schedules until ctx is done,
-// starting with one walk of each right away. A walk still running when its
-// next turn comes is skipped, never overlapped; a panicking walk is logged and
-// the schedule goes on. Run returns after the walks in progress have ended.
-// Reschedule changes the schedules of a running Run.
-func (s *Scraper) Run(ctx context.Context, devicesSpec, rentalsSpec string) error {
-	parser := CronParser()
+// ParseSchedule compiles the two specs with fleetd's one cron parser
+// (config.ParseCron). An empty rentalsSpec leaves Rentals nil.
+func ParseSchedule(devicesSpec, rentalsSpec string) (Schedule, error) {
+	dev, err := config.ParseCron(devicesSpec)
+	if err != nil {
+		return Schedule{}, fmt.Errorf("schedule.devices %q: %w", devicesSpec, err)
+	}
+	sch := Schedule{Devices: dev}
+	if rentalsSpec != "" {
+		if sch.Rentals, err = config.ParseCron(rentalsSpec); err != nil {
+			return Schedule{}, fmt.Errorf("schedule.rentals %q: %w", rentalsSpec, err)
+		}
+	}
+	return sch, nil
+}
+
+// Run walks devices and rentals on the schedule last given to SetSchedule
+// until ctx is done, starting with one walk of each right away. A walk still
+// running when its next turn comes is skipped, never overlapped; a panicking
+// walk is logged and the schedule goes on. Run returns after the walks in
+// progress have ended. SetSchedule changes the schedule of a running Run.
+func (s *Scraper) Run(ctx context.Context) error {
 	// Recover must be inside SkipIfStillRunning: cron v3.0.1's skip guard
 	// does not release its token when the job panics, so with Recover
 	// outside, one panicking walk would skip every later turn for good.
 	// The chain wraps each job once for the whole Run, so rescheduled
 	// entries and the first walks share one skip-if-running guard.
 	chain := cron.NewChain(cron.SkipIfStillRunning(cronLogger{s.log}), cron.Recover(cronLogger{s.log}))
-	c := cron.New(cron.WithParser(parser), cron.WithLogger(cronLogger{s.log}))
-	sch := &schedule{
+	c := cron.New(cron.WithLogger(cronLogger{s.log}))
+	run := &runningCron{
 		cron:      c,
-		parser:    parser,
 		devJob:    chain.Then(cron.FuncJob(func() { _ = s.WalkDevices(ctx) })),
 		rentalJob: chain.Then(cron.FuncJob(func() { _ = s.WalkRentals(ctx) })),
 	}
-	if err := sch.set(devicesSpec, rentalsSpec, len(s.options().Operators) > 0); err != nil {
-		return err
-	}
 	s.schedMu.Lock()
-	if s.sched != nil {
+	switch {
+	case s.running != nil:
 		s.schedMu.Unlock()
 		return errors.New("scrape: Run is already running")
+	case s.schedule.Devices == nil:
+		s.schedMu.Unlock()
+		return errors.New("scrape: Run without a schedule (SetSchedule)")
 	}
-	s.sched = sch
+	s.running = run
+	run.set(s.schedule, s.hasOperators())
 	s.schedMu.Unlock()
 	defer func() {
 		s.schedMu.Lock()
-		s.sched = nil
+		s.running = nil
 		s.schedMu.Unlock()
 	}()
 	c.Start()
 	var first sync.WaitGroup
-	first.Go(sch.devJob.Run)
-	if sch.rentID != 0 {
-		first.Go(sch.rentalJob.Run)
+	first.Go(run.devJob.Run)
+	if run.rentID != 0 {
+		first.Go(run.rentalJob.Run)
 	}
 	<-ctx.Done()
 	<-c.Stop().Done()
@@ -63,59 +84,59 @@ func (s *Scraper) Run(ctx context.Context, devicesSpec, rentalsSpec string) erro
 	return nil
 }
 
-// Reschedule replaces the schedules of the running Run (config reload).
-// Walks in progress are not interrupted; the rental schedule is dropped or
-// added as the configured operators require. Without a running Run it only
-// validates the specs.
-func (s *Scraper) Reschedule(devicesSpec, rentalsSpec string) error {
+// SetSchedule sets the walk schedule (start and config reload). A running
+// Run takes it at once: walks in progress are not interrupted, and the
+// rental entry is dropped or added as the configured operators require.
+func (s *Scraper) SetSchedule(sch Schedule) {
 	s.schedMu.Lock()
 	defer s.schedMu.Unlock()
-	if s.sched == nil {
-		p := CronParser()
-		if _, err := p.Parse(devicesSpec); err != nil {
-			return fmt.Errorf("schedule.devices %q: %w", devicesSpec, err)
-		}
-		if _, err := p.Parse(rentalsSpec); err != nil {
-			return fmt.Errorf("schedule.rentals %q: %w", rentalsSpec, err)
-		}
-		return nil
+	s.schedule = sch
+	if s.running != nil {
+		s.running.set(sch, s.hasOperators())
 	}
-	return s.sched.set(devicesSpec, rentalsSpec, len(s.options().Operators) > 0)
 }
 
-// schedule is the cron of a running Run.
-type schedule struct {
+// Reschedule parses the specs and sets them (SetSchedule). A bad spec
+// changes nothing. With a running Run and no operator configured, the
+// rentals spec is not needed and not checked.
+func (s *Scraper) Reschedule(devicesSpec, rentalsSpec string) error {
+	s.schedMu.Lock()
+	running := s.running != nil
+	s.schedMu.Unlock()
+	if running && !s.hasOperators() {
+		rentalsSpec = ""
+	}
+	sch, err := ParseSchedule(devicesSpec, rentalsSpec)
+	if err != nil {
+		return err
+	}
+	s.SetSchedule(sch)
+	return nil
+}
+
+func (s *Scraper) hasOperators() bool { return len(s.options().Operators) > 0 }
+
+// runningCron is the cron of a running Run.
+type runningCron struct {
 	cron              *cron.Cron
-	parser            cron.Parser
 	devJob, rentalJob cron.Job
 	devID, rentID     cron.EntryID
 }
 
-// set parses both specs and only then replaces the entries, so a bad spec
-// leaves the old schedule running.
-func (sc *schedule) set(devicesSpec, rentalsSpec string, rentals bool) error {
-	dev, err := sc.parser.Parse(devicesSpec)
-	if err != nil {
-		return fmt.Errorf("schedule.devices %q: %w", devicesSpec, err)
+// set replaces the entries with those of sch; it cannot fail, sch being
+// compiled already.
+func (rc *runningCron) set(sch Schedule, rentals bool) {
+	if rc.devID != 0 {
+		rc.cron.Remove(rc.devID)
 	}
-	var rent cron.Schedule
-	if rentals {
-		if rent, err = sc.parser.Parse(rentalsSpec); err != nil {
-			return fmt.Errorf("schedule.rentals %q: %w", rentalsSpec, err)
-		}
+	rc.devID = rc.cron.Schedule(sch.Devices, rc.devJob)
+	if rc.rentID != 0 {
+		rc.cron.Remove(rc.rentID)
+		rc.rentID = 0
 	}
-	if sc.devID != 0 {
-		sc.cron.Remove(sc.devID)
+	if rentals && sch.Rentals != nil {
+		rc.rentID = rc.cron.Schedule(sch.Rentals, rc.rentalJob)
 	}
-	sc.devID = sc.cron.Schedule(dev, sc.devJob)
-	if sc.rentID != 0 {
-		sc.cron.Remove(sc.rentID)
-		sc.rentID = 0
-	}
-	if rent != nil {
-		sc.rentID = sc.cron.Schedule(rent, sc.rentalJob)
-	}
-	return nil
 }
 
 // cronLogger adapts slog to cron.Logger. Skipped runs are warnings: a walk

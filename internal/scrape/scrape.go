@@ -82,8 +82,10 @@ type Options struct {
 
 // Scraper runs device and rental walks and holds the latest Snapshot.
 type Scraper struct {
-	// opts is replaced whole by Reconfigure; each walk works with the
-	// options it started with.
+	// opts is replaced whole by Apply; each walk works with the options it
+	// started with and never with fleet state: it hands its results to
+	// the apply functions (applyDeviceWalk, applyRentalWalk), which alone,
+	// under mu, change the fleet state below, as Apply does.
 	opts atomic.Pointer[Options]
 	log  *slog.Logger
 	now  func() time.Time
@@ -102,8 +104,9 @@ type Scraper struct {
 	snap         atomic.Pointer[Snapshot]
 	deviceWalked atomic.Bool
 
-	schedMu sync.Mutex
-	sched   *schedule // of the running Run, nil otherwise
+	schedMu  sync.Mutex
+	schedule Schedule
+	running  *runningCron // of the running Run, nil otherwise
 }
 
 // New returns a Scraper. It performs no I/O.
@@ -146,11 +149,19 @@ func New(opts Options) (*Scraper, error) {
 // check validates o and applies the defaults that do not depend on a
 // previous configuration.
 func (o *Options) check() error {
-	if o.Devices == nil {
-		return errors.New("scrape: Options.Devices is required")
+	if err := o.Validate(); err != nil {
+		return err
 	}
 	if o.Concurrency < 1 {
 		o.Concurrency = 1
+	}
+	return nil
+}
+
+// Validate reports what New, Prepare or Reconfigure would refuse in o.
+func (o *Options) Validate() error {
+	if o.Devices == nil {
+		return errors.New("scrape: Options.Devices is required")
 	}
 	seen := map[string]bool{}
 	for _, op := range o.Operators {
@@ -165,25 +176,65 @@ func (o *Options) check() error {
 	return nil
 }
 
-// Reconfigure replaces the clients and tunables (config reload) and keeps
-// the fleet state: last good data, fault episodes and their since-times,
-// walk counters. Walks in progress finish with the options they started
-// with. Operators and configured locations that are gone are forgotten at
-// once; new ones appear on their first walk. Now, Logger and the callbacks
-// stay those given to New. The schedules are Run's arguments: to change
-// them, restart Run.
-func (s *Scraper) Reconfigure(opts Options) error {
+// Prepared is a validated set of options for Apply.
+type Prepared struct{ opts Options }
+
+// Prepare validates opts for Apply. It has no effect on any Scraper, so a
+// reload can prepare everything before it changes anything.
+func Prepare(opts Options) (*Prepared, error) {
 	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	return &Prepared{opts: opts}, nil
+}
+
+// Options returns the options p holds, for New.
+func (p *Prepared) Options() Options { return p.opts }
+
+// Reconfigure is Prepare and Apply.
+func (s *Scraper) Reconfigure(opts Options) error {
+	p, err := Prepare(opts)
+	if err != nil {
 		return err
 	}
+	s.Apply(p)
+	return nil
+}
+
+// Apply replaces the clients and tunables (config reload) and keeps the
+// fleet state: last good data, fault episodes and their since-times, walk
+// counters. Walks in progress finish with the options they started with;
+// their results are applied to the fleet as it is then, so a location or
+// operator dropped here is not brought back by them. Operators and
+// configured locations that are gone are forgotten at once; new ones
+// appear on their first walk. Now, Logger and the callbacks stay those
+// given to New. The schedule is SetSchedule's.
+func (s *Scraper) Apply(p *Prepared) {
+	opts := p.opts
 	old := s.options()
 	opts.Now, opts.Logger = old.Now, old.Logger
 	opts.OnPublish, opts.OnDeviceWalk = old.OnPublish, old.OnDeviceWalk
 
 	s.mu.Lock()
 	s.tracker.SetParams(opts.Health)
+	s.setOperatorsLocked(opts.Operators)
+	if len(opts.LocationIDs) > 0 {
+		s.setLocationsLocked(opts.LocationIDs)
+	}
+	// With discovery on, the next successful discovery prunes locations.
+	s.opts.Store(&opts)
+	snap := s.publishLocked()
+	s.mu.Unlock()
+	if opts.OnPublish != nil {
+		opts.OnPublish(snap)
+	}
+}
+
+// setOperatorsLocked makes ops the walked operators: new ones start
+// unwalked, removed ones are forgotten with their rental faults.
+func (s *Scraper) setOperatorsLocked(ops []Operator) {
 	keep := map[string]bool{}
-	for _, op := range opts.Operators {
+	for _, op := range ops {
 		keep[op.Name] = true
 		if s.operators[op.Name] == nil {
 			name := CopriSource(op.Name)
@@ -198,30 +249,29 @@ func (s *Scraper) Reconfigure(opts Options) error {
 			s.tracker.ForgetOperator(name)
 		}
 	}
-	if len(opts.LocationIDs) > 0 {
-		want := map[string]bool{}
-		for _, id := range opts.LocationIDs {
-			want[id] = true
-			if s.locations[id] == nil {
-				s.locations[id] = &LocationStatus{ID: id}
-			}
-		}
-		for id := range s.locations {
-			if !want[id] {
-				delete(s.locations, id)
-				delete(s.carriedSeen, id)
-				s.tracker.ForgetLocation(id)
-			}
+}
+
+// setLocationsLocked makes ids the walked locations: new ones start
+// unwalked, the others are forgotten with their faults.
+func (s *Scraper) setLocationsLocked(ids []string) {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+		if s.locations[id] == nil {
+			s.locations[id] = &LocationStatus{ID: id}
 		}
 	}
-	// With discovery on, the next successful discovery prunes locations.
-	s.opts.Store(&opts)
-	snap := s.publishLocked()
-	s.mu.Unlock()
-	if opts.OnPublish != nil {
-		opts.OnPublish(snap)
+	for id := range s.locations {
+		if !want[id] {
+			s.forgetLocationLocked(id)
+		}
 	}
-	return nil
+}
+
+func (s *Scraper) forgetLocationLocked(id string) {
+	delete(s.locations, id)
+	delete(s.carriedSeen, id)
+	s.tracker.ForgetLocation(id)
 }
 
 func (s *Scraper) options() *Options { return s.opts.Load() }
@@ -248,16 +298,28 @@ type locationResult struct {
 // page and holds vendor-influenced text.
 const maxDecodeError = 256
 
+// deviceWalk is what one device walk found, handed whole to
+// applyDeviceWalk.
+type deviceWalk struct {
+	start, end time.Time
+	results    []locationResult
+	// discovered is nil unless the walk discovered its locations and
+	// discovery succeeded.
+	discovered map[string]bikeep.Location
+	discErr    error
+}
+
 // WalkDevices walks every location once and publishes a new snapshot. The
 // returned error describes a failed source (discovery failed or every
 // location failed); single failing locations are reported in the snapshot.
 func (s *Scraper) WalkDevices(ctx context.Context) error {
 	o := s.options()
-	start := s.now()
-	ids, discovered, discErr := s.discover(ctx, o)
-	results := s.fetchLocations(ctx, o, ids)
-	end := s.now()
-	snap, walkErr := s.applyDeviceWalk(o, start, end, results, discovered, discErr)
+	w := deviceWalk{start: s.now()}
+	var ids []string
+	ids, w.discovered, w.discErr = s.discover(ctx, o)
+	w.results = s.fetchLocations(ctx, o, ids)
+	w.end = s.now()
+	snap, walkErr := s.applyDeviceWalk(o, &w)
 	if o.OnPublish != nil {
 		o.OnPublish(snap)
 	}
@@ -269,17 +331,65 @@ func (s *Scraper) WalkDevices(ctx context.Context) error {
 	return walkErr
 }
 
-func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []locationResult, discovered map[string]bikeep.Location, discErr error) (*Snapshot, error) {
+// applyDeviceWalk folds w, walked with o, into the fleet state as it is
+// now: a reload during the walk may have changed the locations. Results
+// count only for locations walked under the current options; discovery
+// decides the locations only while discovery is still configured.
+func (s *Scraper) applyDeviceWalk(o *Options, w *deviceWalk) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	failed := 0
-	readElsewhere := readByWalk(results)
-	for _, r := range results {
+	discovering := w.discovered != nil && len(s.options().LocationIDs) == 0
+	if discovering {
+		for id := range w.discovered {
+			if s.locations[id] == nil {
+				s.locations[id] = &LocationStatus{ID: id}
+			}
+		}
+	}
+	failed := s.applyLocationsLocked(o, w)
+	if discovering {
+		for id, loc := range s.locations {
+			l, ok := w.discovered[id]
+			if !ok {
+				// Gone from the Location API: no longer ours to report.
+				s.forgetLocationLocked(id)
+				continue
+			}
+			loc.Name, loc.Type = l.Name, l.Type
+		}
+	}
+	for id, loc := range s.locations {
+		if !loc.Up && loc.Devices != nil && w.end.Sub(loc.LastSuccess) > o.StaleAfter {
+			s.log.Warn("location data is stale, no longer reported", "location_id", id, "last_success", loc.LastSuccess)
+			loc.Stale, loc.Devices, loc.Carried = true, nil, nil
+			delete(s.carriedSeen, id)
+			s.tracker.ForgetLocation(id)
+		}
+	}
+	var walkErr error
+	switch {
+	case w.discErr != nil:
+		walkErr = fmt.Errorf("discover locations: %w", w.discErr)
+	case len(w.results) > 0 && failed == len(w.results):
+		walkErr = fmt.Errorf("all %d locations failed", failed)
+	}
+	s.recordWalkLocked(SourceBikeep, w.start, w.end, walkErr)
+	if failed > 0 {
+		s.log.Info("device walk finished with failures", "locations", len(w.results), "failed", failed, "duration", w.end.Sub(w.start))
+	} else {
+		s.log.Debug("device walk finished", "locations", len(w.results), "duration", w.end.Sub(w.start))
+	}
+	return s.publishLocked(), walkErr
+}
+
+// applyLocationsLocked applies each location's result and returns how many
+// failed. A location no longer walked (dropped by a reload during the
+// walk) is skipped: its result must not bring it or its faults back.
+func (s *Scraper) applyLocationsLocked(o *Options, w *deviceWalk) (failed int) {
+	readElsewhere := readByWalk(w.results)
+	for _, r := range w.results {
 		loc := s.locations[r.id]
 		if loc == nil {
-			// Every walked id was registered before the walk (New,
-			// Reconfigure or discover); a missing one was removed by
-			// Reconfigure during the walk.
 			continue
 		}
 		if r.err != nil {
@@ -291,56 +401,21 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 			continue
 		}
 		if r.partial != nil {
-			carried := s.carryLocked(o, loc, r, end, readElsewhere)
+			carried := s.carryLocked(o, loc, r, w.end, readElsewhere)
 			s.log.Warn("location walk decoded only part of the devices; the missing ones keep their last known state",
 				"location_id", r.id, "undecodable", r.undecodable, "carried", len(carried), "err", r.partial)
 			loc.Carried, loc.Undecodable, loc.DecodeError = carried, r.undecodable, r.decodeErr
 			loc.UndecodableTotal += uint64(r.undecodable)
-			s.tracker.ObservePartialLocation(end, r.id, r.devices, carried)
+			s.tracker.ObservePartialLocation(w.end, r.id, r.devices, carried)
 		} else {
 			loc.Carried, loc.Undecodable, loc.DecodeError = nil, 0, ""
 			delete(s.carriedSeen, r.id)
-			s.tracker.ObserveLocation(end, r.id, r.devices)
+			s.tracker.ObserveLocation(w.end, r.id, r.devices)
 		}
-		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, end, "", false
+		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, w.end, "", false
 		loc.Devices = r.devices
 	}
-	if discovered != nil {
-		for id := range s.locations {
-			if _, ok := discovered[id]; !ok {
-				// Gone from the Location API: no longer ours to report.
-				s.tracker.ForgetLocation(id)
-				delete(s.locations, id)
-				delete(s.carriedSeen, id)
-			}
-		}
-		for id, l := range discovered {
-			s.locations[id].Name, s.locations[id].Type = l.Name, l.Type
-		}
-	}
-	for id, loc := range s.locations {
-		if !loc.Up && loc.Devices != nil && end.Sub(loc.LastSuccess) > o.StaleAfter {
-			s.log.Warn("location data is stale, no longer reported", "location_id", id, "last_success", loc.LastSuccess)
-			loc.Stale, loc.Devices, loc.Carried = true, nil, nil
-			delete(s.carriedSeen, id)
-			s.tracker.ForgetLocation(id)
-		}
-	}
-
-	var walkErr error
-	switch {
-	case discErr != nil:
-		walkErr = fmt.Errorf("discover locations: %w", discErr)
-	case len(results) > 0 && failed == len(results):
-		walkErr = fmt.Errorf("all %d locations failed", failed)
-	}
-	s.recordWalkLocked(SourceBikeep, start, end, walkErr)
-	if failed > 0 {
-		s.log.Info("device walk finished with failures", "locations", len(results), "failed", failed, "duration", end.Sub(start))
-	} else {
-		s.log.Debug("device walk finished", "locations", len(results), "duration", end.Sub(start))
-	}
-	return s.publishLocked(), walkErr
+	return failed
 }
 
 // readByWalk returns the ids of every device read by this walk, in any
@@ -428,13 +503,7 @@ func (s *Scraper) discover(ctx context.Context, o *Options) ([]string, map[strin
 		}
 		found[l.ID] = l
 	}
-	s.mu.Lock()
-	for id := range found {
-		if s.locations[id] == nil {
-			s.locations[id] = &LocationStatus{ID: id}
-		}
-	}
-	s.mu.Unlock()
+	// The discovered locations join the fleet when the walk is applied.
 	return ids, found, nil
 }
 
@@ -572,15 +641,22 @@ func (s *Scraper) WalkRentals(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	end := s.now()
+	var err error
+	snap, err = s.applyRentalWalk(o, start, s.now(), results)
+	return err
+}
 
+// applyRentalWalk folds the results of a rental walk with o into the fleet
+// state as it is now: an operator removed by a reload during the walk is
+// skipped.
+func (s *Scraper) applyRentalWalk(o *Options, start, end time.Time, results []operatorResult) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
 	for i, op := range o.Operators {
 		r, st := results[i], s.operators[op.Name]
 		if st == nil {
-			continue // removed by Reconfigure during the walk
+			continue // removed by a reload during the walk
 		}
 		if r.err != nil {
 			st.Up, st.LastError = false, r.err.Error()
@@ -597,8 +673,7 @@ func (s *Scraper) WalkRentals(ctx context.Context) error {
 		}
 		s.recordWalkLocked(CopriSource(op.Name), start, end, r.err)
 	}
-	snap = s.publishLocked()
-	return errors.Join(errs...)
+	return s.publishLocked(), errors.Join(errs...)
 }
 
 func (s *Scraper) fetchOperator(ctx context.Context, op Operator) (r operatorResult) {

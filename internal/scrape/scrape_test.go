@@ -370,7 +370,8 @@ func TestRunNeverOverlapsAndRecoversPanics(t *testing.T) {
 		OnDeviceWalk: func(context.Context, *Snapshot) { walks.Add(1) }})
 	ctx, cancel := context.WithTimeout(context.Background(), 5200*time.Millisecond)
 	defer cancel()
-	if err := s.Run(ctx, "@every 1s", "@every 1s"); err != nil {
+	s.SetSchedule(mustSchedule(t, "@every 1s", "@every 1s"))
+	if err := s.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := fleet.maxInFlight.Load(); got != 1 {
@@ -387,7 +388,8 @@ func TestRunNeverOverlapsAndRecoversPanics(t *testing.T) {
 		OnDeviceWalk: func(context.Context, *Snapshot) { panic("subscriber bug") }})
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel2()
-	if err := s2.Run(ctx2, "@every 1s", "@every 1s"); err != nil {
+	s2.SetSchedule(mustSchedule(t, "@every 1s", "@every 1s"))
+	if err := s2.Run(ctx2); err != nil {
 		t.Fatal(err)
 	}
 	if got := fleet2.calls.Load(); got < 2 {
@@ -413,10 +415,22 @@ func TestPanickingLocationIsThatLocationsFailure(t *testing.T) {
 
 func TestRunRejectsBadSchedule(t *testing.T) {
 	s := newScraper(t, Options{Devices: newFleet(1)})
-	err := s.Run(context.Background(), "every thirty seconds", "@every 1m")
+	_, err := ParseSchedule("every thirty seconds", "@every 1m")
 	if err == nil || err.Error()[:17] != "schedule.devices " {
 		t.Fatalf("err = %v", err)
 	}
+	if err := s.Run(context.Background()); err == nil {
+		t.Fatal("Run without a schedule started")
+	}
+}
+
+func mustSchedule(t *testing.T, devices, rentals string) Schedule {
+	t.Helper()
+	sch, err := ParseSchedule(devices, rentals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
 }
 
 func TestSnapshotDeviceLookup(t *testing.T) {
@@ -520,7 +534,8 @@ func TestRescheduleChangesARunningSchedule(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, "@every 1h", "@every 1h") }()
+	s.SetSchedule(mustSchedule(t, "@every 1h", "@every 1h"))
+	go func() { done <- s.Run(ctx) }()
 	waitFor(t, func() bool { return fleet.calls.Load() == 1 }) // the first walk
 	if err := s.Reschedule("@every 1h", "bad spec"); err != nil {
 		t.Errorf("rentals spec checked although no operator is configured: %v", err)

@@ -66,6 +66,8 @@ func (s *Scraper) Run(ctx context.Context) error {
 	}
 	s.running = run
 	run.set(s.schedule, s.hasOperators())
+	// SetSchedule changes run's entries under schedMu from here on.
+	firstRental := run.rentID != 0
 	s.schedMu.Unlock()
 	defer func() {
 		s.schedMu.Lock()
@@ -75,7 +77,7 @@ func (s *Scraper) Run(ctx context.Context) error {
 	c.Start()
 	var first sync.WaitGroup
 	first.Go(run.devJob.Run)
-	if run.rentID != 0 {
+	if firstRental {
 		first.Go(run.rentalJob.Run)
 	}
 	<-ctx.Done()

@@ -24,7 +24,7 @@ var demoMetrics = []string{
 	"fleetd_source_up", "fleetd_source_last_success_timestamp_seconds", "fleetd_source_walk_duration_seconds",
 	"fleetd_source_walks_total", "fleetd_source_walk_failures_total",
 	"fleetd_api_requests_total", "fleetd_api_request_duration_seconds", "fleetd_api_retries_total",
-	"fleetd_config_last_reload_successful", "fleetd_build_info",
+	"fleetd_config_last_reload_successful", "fleetd_config_info", "fleetd_build_info",
 }
 
 // demoFaultLabels are the fault kinds the demo injects, as exported.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -313,5 +315,25 @@ func TestFailedReloadChangesNothing(t *testing.T) {
 	}
 	if got := snapshotLocations(b.d.scraper.Snapshot()); !slices.Equal(got, b.locs) {
 		t.Errorf("locations after a failed reload = %v, want %v", got, b.locs)
+	}
+}
+
+// fleetd_config_info's hash is what docs/configuration.md says: the first
+// 12 hex digits of the SHA-256 of check-config's output after its header
+// line, so an operator can tell whether a file is the one in force.
+func TestConfigHashIsCheckConfigOutput(t *testing.T) {
+	path := writeConfig(t, "http://127.0.0.1:1")
+	code, out, errOut := runCLI("check-config", "--config", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	_, body, _ := strings.Cut(out, "\n")
+	sum := sha256.Sum256([]byte(body))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := hex.EncodeToString(sum[:])[:12]; cfg.Hash() != want {
+		t.Fatalf("hash %s, check-config output hashes to %s", cfg.Hash(), want)
 	}
 }

@@ -50,5 +50,7 @@ func (e *Engine) applyPolicyLocked(now time.Time, p *Policy) {
 	e.limiter.SetLimitAt(now, p.cfg.Rate.Limit())
 	e.limiter.SetBurstAt(now, burst(p.cfg))
 	e.excl, e.windows = p.excl, p.windows
+	ledger := e.policy.Ledger
 	e.policy = p.cfg
+	e.policy.Ledger = ledger // the ledger open is the one in force
 }

@@ -335,7 +335,7 @@ func (d *daemon) run(ctx context.Context, onListening func(addrs []string)) erro
 	for _, a := range d.server.Addrs() {
 		addrs = append(addrs, a.String())
 	}
-	d.log.Info("fleetd listening", "addresses", addrs, "version", version.Version)
+	d.log.Info("fleetd listening", "addresses", addrs, "version", version.Version, "config_hash", d.cur.Load().hash)
 	if onListening != nil {
 		onListening(addrs)
 	}

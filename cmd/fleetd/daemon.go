@@ -245,10 +245,10 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 				return
 			}
 			if load != nil {
-				mux.HandleFunc("/-/reload", d.handleReload)
+				mux.Handle("/-/reload", web.AdminGuard(http.HandlerFunc(d.handleReload)))
 			}
 			if d.engine != nil {
-				api := d.engine.APIHandler()
+				api := web.AdminGuard(d.engine.APIHandler())
 				mux.Handle(remediate.RouteStatus, api)
 				mux.Handle(remediate.RouteStatus+"/", api)
 			}

@@ -262,6 +262,9 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 		}
 		if r.err != nil {
 			failed++
+			if loc.Up || loc.FailingSince.IsZero() {
+				loc.FailingSince = end
+			}
 			loc.Up = false
 			loc.LastError = r.err.Error()
 			s.log.Warn("location walk failed", "location_id", r.id, "err", r.err)
@@ -271,6 +274,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 			s.log.Warn("location walk decoded only part of the devices", "location_id", r.id, "err", r.partial)
 		}
 		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, end, "", false
+		loc.FailingSince = time.Time{}
 		loc.Devices = r.devices
 		s.tracker.ObserveLocation(end, r.id, r.devices)
 	}
@@ -284,6 +288,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 		}
 		for id, l := range discovered {
 			s.locations[id].Name, s.locations[id].Type = l.Name, l.Type
+			s.locations[id].ExpectedDevices = l.Devices.Total
 		}
 	}
 	for id, loc := range s.locations {

@@ -61,6 +61,16 @@ type LocationStatus struct {
 	Up          bool
 	LastSuccess time.Time
 	LastError   string
+	// FailingSince is when the current run of failed walks began; zero
+	// while Up.
+	FailingSince time.Time
+	// ExpectedDevices is the Location API's devices.total from the last
+	// discovery; 0 when unknown (locations configured by id).
+	ExpectedDevices int
+	// Undecodable counts the elements of the last device list that failed
+	// to decode (a partial location); DecodeError says why.
+	Undecodable int
+	DecodeError string
 	// Stale is true when the location has not been walked successfully for
 	// health.stale_after: its devices are no longer reported.
 	Stale bool

@@ -24,6 +24,9 @@ var chromiumFlags = []string{
 	"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 	"--disable-background-networking", "--disable-component-update", "--disable-sync",
 	"--disable-extensions", "--enable-logging=stderr", "--v=0",
+	// Let the page settle (CSP reports, failed loads) before the DOM is
+	// dumped and Chromium exits, so their console lines are written.
+	"--virtual-time-budget=3000",
 }
 
 // runChromium runs headless Chromium (found through PATH) with a fresh

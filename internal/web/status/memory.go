@@ -2,7 +2,6 @@ package status
 
 import (
 	"cmp"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -266,17 +265,13 @@ func (m *memory) mergeLocked(rem *Remediation, now time.Time) {
 	}
 }
 
-// view returns copies for rendering.
-func (m *memory) view() (map[faultKey]tracked, []resolved, map[string]time.Time) {
+// read calls fn with the memory held still: the page reads what it needs
+// under the lock instead of copying every tracked fault per render. fn must
+// not keep the maps or the tracked values' slices.
+func (m *memory) read(fn func(active map[faultKey]*tracked, resolved []resolved, lastSend map[string]time.Time)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	act := make(map[faultKey]tracked, len(m.active))
-	for k, t := range m.active {
-		c := *t
-		c.commands = slices.Clone(t.commands)
-		act[k] = c
-	}
-	return act, slices.Clone(m.resolved), maps.Clone(m.lastSend)
+	fn(m.active, m.resolved, m.lastSend)
 }
 
 // walkStart is when the walk that last succeeded for loc started: the

@@ -268,8 +268,9 @@ type faultRow struct {
 
 func buildPage(s *scrape.Snapshot, rem *Remediation, mem *memory, now time.Time) *page {
 	p := &page{Now: now, Remediation: rem}
-	active, resolvedFaults, lastSend := mem.view()
-	p.Resolved = resolvedFaults
+	mem.read(func(_ map[faultKey]*tracked, resolved []resolved, _ map[string]time.Time) {
+		p.Resolved = slices.Clone(resolved)
+	})
 	if s == nil {
 		return p
 	}
@@ -338,13 +339,21 @@ func buildPage(s *scrape.Snapshot, rem *Remediation, mem *memory, now time.Time)
 		}
 	}
 	rows := make([]faultRow, len(s.Faults))
-	for i, f := range s.Faults {
-		t := active[faultKey{f.DeviceID, f.Kind}]
-		dev, _ := s.Device(f.LocationID, f.DeviceID)
-		state, tone := remediationState(stateInput{fault: f, device: dev, track: t, rem: rem, lastSend: lastSend[f.DeviceID], now: now})
-		rows[i] = faultRow{Fault: f, LocationName: names[f.LocationID], State: state, Tone: tone, Commands: t.commands}
-		rows[i].Rank, rows[i].Class = rank(f, exhausted[[2]string{f.DeviceID, string(f.Kind)}])
-	}
+	mem.read(func(active map[faultKey]*tracked, _ []resolved, lastSend map[string]time.Time) {
+		for i, f := range s.Faults {
+			var t tracked
+			if a := active[faultKey{f.DeviceID, f.Kind}]; a != nil {
+				t = *a
+			}
+			var dev *bikeep.Device
+			if rem != nil && len(rem.Exclude.Tags) > 0 {
+				dev, _ = s.Device(f.LocationID, f.DeviceID) // only tags need the device
+			}
+			state, tone := remediationState(stateInput{fault: f, device: dev, track: t, rem: rem, lastSend: lastSend[f.DeviceID], now: now})
+			rows[i] = faultRow{Fault: f, LocationName: names[f.LocationID], State: state, Tone: tone, Commands: slices.Clone(t.commands)}
+			rows[i].Rank, rows[i].Class = rank(f, exhausted[[2]string{f.DeviceID, string(f.Kind)}])
+		}
+	})
 	slices.SortFunc(rows, func(a, b faultRow) int {
 		return cmp.Or(
 			cmp.Compare(a.Rank, b.Rank),

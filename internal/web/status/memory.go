@@ -232,7 +232,10 @@ func (m *memory) mergeLocked(rem *Remediation, now time.Time) {
 		if t == nil || d.Time.Before(t.fault.FirstSeen) {
 			continue // not about the current episode
 		}
-		if !t.haveLast || !d.Time.Before(t.last.Time) {
+		// A refused Alertmanager request (trigger internal, or about a
+		// device seen elsewhere) says nothing about the fault's state.
+		aboutRequest := d.Reason == "trigger" || d.Reason == "not_active"
+		if !aboutRequest && (!t.haveLast || !d.Time.Before(t.last.Time)) {
 			t.last, t.haveLast = d, true
 		}
 		if d.Outcome != "sent" {

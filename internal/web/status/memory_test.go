@@ -141,6 +141,18 @@ func TestRemediationWords(t *testing.T) {
 			r.Decisions = []Decision{{Time: now, DeviceID: "dev-1", Fault: "unhealthy", Outcome: "sent", Attempt: 3, PowerCycle: true, CommandID: "c-3", Result: "not_fixed"}}
 			return r
 		}, "exhausted after 3 — not fixed</span><ul class=\"cmds\"><li>#3 sync-device &#43; power cycle · success → not fixed"},
+		{"a refused Alertmanager request does not hide the walk's decision", f, func() *Remediation {
+			r := base()
+			am := skip("trigger")
+			am.Source = "alertmanager"
+			r.Decisions = []Decision{am, skip("too_young")}
+			return r
+		}, "waiting: too young until 09:30:15"},
+		{"trigger alertmanager, no request yet", f, func() *Remediation {
+			r := base()
+			r.Trigger = "alertmanager"
+			return r
+		}, "left to Alertmanager: no request yet"},
 		{"a decision older than the episode is not about it", f, func() *Remediation {
 			r := base()
 			d := skip("paused")

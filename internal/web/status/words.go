@@ -48,6 +48,8 @@ func remediationState(in stateInput) (string, string) {
 			return "not recoverable by sync-device — needs a visit", toneBad
 		case !rem.Enabled:
 			return "remediation disabled", toneNone
+		case rem.Trigger == "alertmanager":
+			return "left to Alertmanager: no request yet", toneNone
 		}
 		return "no decision yet", toneNone
 	}
@@ -90,16 +92,12 @@ func skipWords(in stateInput, d Decision) (string, string) {
 	switch d.Reason {
 	case "disabled":
 		return "remediation disabled", toneNone
-	case "trigger":
-		return "left to Alertmanager (trigger " + rem.Trigger + ")", toneNone
 	case "paused":
 		return "paused by an operator", toneWait
 	case "blackout":
 		return "blackout window: no commands now", toneWait
 	case "excluded":
 		return "excluded by " + exclusion(rem.Exclude, f, in.device), toneNone
-	case "not_active":
-		return "not active in the latest walk", toneNone
 	case "not_recoverable":
 		return "not recoverable by sync-device — needs a visit", toneBad
 	case "unsupported":

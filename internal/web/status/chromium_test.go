@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/realprog"
+	"github.com/fleetd/fleetd/internal/scrape"
 )
 
 // chromiumFlags are the flags of every headless run (the screenshot script
@@ -198,6 +199,10 @@ func TestChromium(t *testing.T) {
 		})
 	}
 
+	for _, width := range []int{1400, 800} {
+		t.Run("hostile lengths at "+strconv.Itoa(width)+" px", func(t *testing.T) { hostileLengths(t, width) })
+	}
+
 	t.Run("layout check can fail", func(t *testing.T) {
 		// Without its narrow-screen rules the faulty-devices table is wider
 		// than 800 px; the probe must see that.
@@ -210,6 +215,31 @@ func TestChromium(t *testing.T) {
 			t.Errorf("no horizontal scroll detected without the narrow-screen rules: %+v", l)
 		}
 	})
+}
+
+// hostileLengths renders the longest strings the clients let through and
+// requires the page to stay within the window.
+func hostileLengths(t *testing.T, width int) {
+	// The longest id the clients accept (128 bytes), a 256-byte alias, and
+	// an error text without a space: cut or wrapped, never a scroll.
+	long := func(c string, n int) string { return strings.Repeat(c, n) }
+	snap := fixtureSnapshot()
+	snap.Faults[0].DeviceID, snap.Faults[0].Alias = long("d", 128), long("A", 256)
+	snap.Faults[0].LocationID = long("l", 128)
+	snap.Locations[1].ID, snap.Locations[1].LastError = long("x", 128), long("E", 2000)
+	hostile := httptest.NewServer(probed(t, newTestHandler(t, Options{
+		Snapshot: func() *scrape.Snapshot { return snap }, Remediation: fixtureRemediation,
+	}), nil))
+	defer hostile.Close()
+	l := measure(t, hostile.URL+"/", width)
+	if l.ScrollWidth > l.ClientWidth {
+		t.Errorf("horizontal scroll: document %v px wide in a %v px viewport", l.ScrollWidth, l.ClientWidth)
+	}
+	for _, right := range l.Remediation {
+		if right > l.ClientWidth {
+			t.Errorf("a Remediation cell ends at %v px, off a %v px screen", right, l.ClientWidth)
+		}
+	}
 }
 
 // withBrokenCSPPage serves, under the status page's CSP, a page whose inline

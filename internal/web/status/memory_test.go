@@ -333,6 +333,7 @@ func TestPartialLocation(t *testing.T) {
 		`<span class="badge warn">partial</span>`,
 		"partial: 2 devices undecodable — device 4: &#34;id&#34; is not valid UTF-8",
 		"3 decoded, 2 undecodable · 3 expected",
+		`<small>in the walk of</small> <time datetime="2025-05-12T09:30:00Z">`,
 		`<span class="muted">0 of 2 locations failing</span>, <span class="warn">1 partial</span>`,
 		`<tr><td>partial (some devices undecodable)</td><td class="n warn">1</td></tr>`,
 	} {

@@ -299,7 +299,9 @@ func buildPage(s *scrape.Snapshot, rem *Remediation, mem *memory, now time.Time)
 		case l.Undecodable > 0:
 			p.LocationsUp++
 			p.LocationsPartial++
-			p.Problems = append(p.Problems, locationProblem{LocationStatus: *l, State: "partial", Since: l.LastSuccess, Shown: len(l.Devices)})
+			// How long it has been partial is not recorded; the page says
+			// which walk saw it.
+			p.Problems = append(p.Problems, locationProblem{LocationStatus: *l, State: "partial", Shown: len(l.Devices)})
 		default:
 			p.LocationsUp++
 		}

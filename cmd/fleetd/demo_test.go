@@ -51,6 +51,9 @@ func TestDemoServesTheCatalog(t *testing.T) {
 	}
 	demo := cmds["demo"].(*demoCmd)
 	demo.ctx = ctx
+	// Ten times real time: the two minutes of fleet life the README
+	// promises pass in about twelve seconds.
+	demo.speed = 10
 	base := make(chan string, 1)
 	demo.onReady = func(u string) { base <- u }
 	exited := make(chan int, 1)

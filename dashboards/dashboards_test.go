@@ -16,6 +16,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
 	sdkdashboard "github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"gopkg.in/yaml.v3"
+
+	"github.com/fleetd/fleetd/internal/promnames"
 )
 
 type panel struct {
@@ -322,5 +324,38 @@ func readYAML(t *testing.T, path string, v any) {
 	dec.KnownFields(false)
 	if err := dec.Decode(v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// Every excuse in empty-ok.yml names a panel that exists, by id and title,
+// and gives a reason; the query test on a real Prometheus relies on it.
+func TestEmptyOKNamesRealPanels(t *testing.T) {
+	empty, err := promnames.LoadEmptyOK("empty-ok.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	panels := map[string]map[int]string{}
+	files, err := filepath.Glob("*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		qs, err := promnames.PanelQueries(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range qs {
+			if panels[q.UID] == nil {
+				panels[q.UID] = map[int]string{}
+			}
+			panels[q.UID][q.PanelID] = q.PanelTitle
+		}
+	}
+	for uid, ps := range empty {
+		for id, r := range ps {
+			if got, ok := panels[uid][id]; !ok || got != r.Title {
+				t.Errorf("empty-ok.yml: %s panel %d %q: no such panel with a query (found %q)", uid, id, r.Title, got)
+			}
+		}
 	}
 }

@@ -42,31 +42,9 @@ func TestDemoServesTheCatalog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for up to two minutes")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut strings.Builder
-	app, cmds := newApp(&out, &errOut)
-	if _, err := app.Parse([]string{"demo", "--web.listen-address", "127.0.0.1:0", "--log.level", "error"}); err != nil {
-		t.Fatal(err)
-	}
-	demo := cmds["demo"].(*demoCmd)
-	demo.ctx = ctx
-	// Ten times real time: the two minutes of fleet life the README
-	// promises pass in about twelve seconds.
-	demo.speed = 10
-	base := make(chan string, 1)
-	demo.onReady = func(u string) { base <- u }
-	exited := make(chan int, 1)
-	go func() { exited <- demo.run() }()
-
-	var url string
-	select {
-	case url = <-base:
-	case code := <-exited:
-		t.Fatalf("demo exited with %d: %s", code, errOut.String())
-	case <-time.After(20 * time.Second):
-		t.Fatal("demo did not start listening")
-	}
+	t.Parallel()
+	demo := startDemo(t)
+	url := demo.url
 	deadline := time.Now().Add(150 * time.Second)
 	var missing []string
 	seen := map[string]bool{}
@@ -111,14 +89,56 @@ func TestDemoServesTheCatalog(t *testing.T) {
 			}
 		}
 	})
-	if !strings.Contains(out.String(), url+"/metrics") {
-		t.Fatalf("demo did not print its metrics URL:\n%s", out.String())
+	if !strings.Contains(demo.out.String(), url+"/metrics") {
+		t.Fatalf("demo did not print its metrics URL:\n%s", demo.out.String())
 	}
-	cancel()
+	demo.stop(t)
+}
+
+// demoRun is a `fleetd demo` running in this process.
+type demoRun struct {
+	url         string
+	out, errOut *lockedBuffer
+	cancel      context.CancelFunc
+	exited      chan int
+}
+
+// startDemo runs `fleetd demo` at ten times real time, so the two minutes
+// of fleet life the README promises pass in about twelve seconds. It
+// returns once the demo listens; the demo is stopped when the test ends.
+func startDemo(t *testing.T) *demoRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	d := &demoRun{out: &lockedBuffer{}, errOut: &lockedBuffer{}, cancel: cancel, exited: make(chan int, 1)}
+	app, cmds := newApp(d.out, d.errOut)
+	if _, err := app.Parse([]string{"demo", "--web.listen-address", "127.0.0.1:0", "--log.level", "error"}); err != nil {
+		t.Fatal(err)
+	}
+	demo := cmds["demo"].(*demoCmd)
+	demo.ctx = ctx
+	demo.speed = 10
+	base := make(chan string, 1)
+	demo.onReady = func(u string) { base <- u }
+	go func() { d.exited <- demo.run() }()
 	select {
-	case code := <-exited:
+	case d.url = <-base:
+	case code := <-d.exited:
+		t.Fatalf("demo exited with %d: %s", code, d.errOut.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("demo did not start listening")
+	}
+	return d
+}
+
+// stop cancels the demo and requires a clean exit.
+func (d *demoRun) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
+	select {
+	case code := <-d.exited:
 		if code != 0 {
-			t.Fatalf("demo exited with %d after cancel: %s", code, errOut.String())
+			t.Fatalf("demo exited with %d after cancel: %s", code, d.errOut.String())
 		}
 	case <-time.After(shutdownGrace + 5*time.Second):
 		t.Fatal("demo did not stop")

@@ -139,6 +139,9 @@ func TestAlertsReachAlertmanagerThroughRealPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Prometheus and Alertmanager")
 	}
+	// Seconds of waiting on timers and processes, little CPU: it runs
+	// alongside the other long tests.
+	t.Parallel()
 	prom, am := realprog.Find(t, "prometheus"), realprog.Find(t, "prometheus-alertmanager")
 	dir := t.TempDir()
 

@@ -37,7 +37,9 @@ var familyRe = regexp.MustCompile(`(?m)^# TYPE (\S+) `)
 // recoverable ones only until remediation cures them, so the check collects
 // what it saw over time), remediation retrying a device it cannot cure until
 // it is exhausted. Alerts and dashboards are then held against the names seen:
-// none may query a metric fleetd does not produce.
+// none may query a metric fleetd does not produce. A real Prometheus scrapes
+// the demo all along, and every dashboard panel's query must return data
+// from it.
 func TestDemoServesTheCatalog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for up to two minutes")
@@ -45,6 +47,7 @@ func TestDemoServesTheCatalog(t *testing.T) {
 	t.Parallel()
 	demo := startDemo(t)
 	url := demo.url
+	prom := scrapeWithPrometheus(t, url)
 	deadline := time.Now().Add(150 * time.Second)
 	var missing []string
 	seen := map[string]bool{}
@@ -67,6 +70,12 @@ func TestDemoServesTheCatalog(t *testing.T) {
 		t.Fatalf("after 150s the demo's /metrics still lacked: %v", missing)
 	}
 	t.Run("no name drift in alerts and dashboards", func(t *testing.T) { checkNoDrift(t, seen) })
+	t.Run("every dashboard panel returns data through a real Prometheus", func(t *testing.T) {
+		if prom == nil {
+			t.Skip("Prometheus is not installed")
+		}
+		checkDashboardPanels(t, prom)
+	})
 	page := fetch(t, url+"/")
 	if !strings.Contains(page, "Faulty devices") {
 		t.Errorf("status page at / missing:\n%s", page)

@@ -294,50 +294,61 @@ func waitHTTP(t *testing.T, url string, out *lockedBuffer) {
 	t.Fatalf("%s not ready within 30s; output:\n%s", url, tail(out.String(), 4000))
 }
 
-// Every target of every dashboard, its variables resolved as Grafana
-// resolves them with "All" selected, returns data from a real Prometheus
-// scraping the demo — or its panel is listed in dashboards/empty-ok.yml with
-// the reason it may be empty. The same check fails the fixture of
-// deliberately broken queries.
-func TestDashboardPanelsReturnDataFromTheDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the demo and Prometheus")
+// promScrape is a real Prometheus scraping one fleetd every second.
+type promScrape struct {
+	api   promnames.Prometheus
+	start time.Time // when it was ready
+	out   *lockedBuffer
+}
+
+// scrapeWithPrometheus starts a real Prometheus scraping the fleetd at
+// base (job "fleetd", as in deploy/prometheus.yml: the fleetd dashboard
+// selects up{job="fleetd"}). Without Prometheus installed it returns nil;
+// a subtest records the skip, or fails under FLEETD_REQUIRE_REAL=1.
+func scrapeWithPrometheus(t *testing.T, base string) *promScrape {
+	t.Helper()
+	var bin string
+	t.Run("prometheus installed", func(t *testing.T) { bin = realprog.Find(t, "prometheus") })
+	if bin == "" {
+		return nil
 	}
-	prom := realprog.Find(t, "prometheus")
-	t.Parallel()
-	demo := startDemo(t)
 	dir := t.TempDir()
-	promAddr := freePort(t)
-	promCfg := filepath.Join(dir, "prometheus.yml")
-	// The job is named as in deploy/prometheus.yml: the fleetd dashboard
-	// selects up{job="fleetd"}.
-	write(t, promCfg, fmt.Sprintf(`global:
+	addr := freePort(t)
+	cfg := filepath.Join(dir, "prometheus.yml")
+	write(t, cfg, fmt.Sprintf(`global:
   scrape_interval: 1s
 scrape_configs:
   - job_name: fleetd
     static_configs: [{targets: [%q]}]
-`, strings.TrimPrefix(demo.url, "http://")))
-	promOut := process(t, prom, nil, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
-		"--web.listen-address="+promAddr)
-	waitHTTP(t, "http://"+promAddr+"/-/ready", promOut)
-	start := time.Now()
-	api := promnames.Prometheus{BaseURL: "http://" + promAddr}
-	ctx := context.Background()
+`, strings.TrimPrefix(base, "http://")))
+	out := process(t, bin, nil, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
+		"--web.listen-address="+addr)
+	waitHTTP(t, "http://"+addr+"/-/ready", out)
+	return &promScrape{api: promnames.Prometheus{BaseURL: "http://" + addr}, start: time.Now(), out: out}
+}
 
+// checkDashboardPanels requires every target of every dashboard, its
+// variables resolved as Grafana resolves them with "All" selected, to
+// return data from p over the time it has scraped — unless its panel is
+// listed in dashboards/empty-ok.yml with the reason it may be empty. The
+// same check must fail the fixture of deliberately broken queries.
+func checkDashboardPanels(t *testing.T, p *promScrape) {
+	t.Helper()
+	ctx := context.Background()
 	// The demo's story ends with the device remediation gives up on; by
 	// then every fault kind has come and most have gone.
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		n, err := api.Query(ctx, `fleetd_remediation_exhausted > 0`, time.Now())
+		n, err := p.api.Query(ctx, `fleetd_remediation_exhausted > 0`, time.Now())
 		if err == nil && n > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no exhausted device in Prometheus after 90s (last error %v); Prometheus:\n%s", err, tail(promOut.String(), 2000))
+			t.Fatalf("no exhausted device in Prometheus (last error %v); Prometheus:\n%s", err, tail(p.out.String(), 2000))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	end := time.Now()
+	start, end := p.start, time.Now()
 
 	var queries []promnames.PanelQuery
 	for _, f := range repoDashboards(t) {
@@ -354,7 +365,7 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if problems := promnames.CheckPanels(ctx, api, queries, empty, start, end, time.Second); len(problems) > 0 {
+	if problems := promnames.CheckPanels(ctx, p.api, queries, empty, start, end, time.Second); len(problems) > 0 {
 		t.Errorf("%d of %d panel queries fail on the demo:\n  %s", len(problems), len(queries), strings.Join(problems, "\n  "))
 	}
 
@@ -363,7 +374,7 @@ scrape_configs:
 		if err != nil {
 			t.Fatal(err)
 		}
-		problems := promnames.CheckPanels(ctx, api, qs, nil, start, end, time.Second)
+		problems := promnames.CheckPanels(ctx, p.api, qs, nil, start, end, time.Second)
 		want := []string{
 			`panel 2 "Renamed metric"/A: no data`,
 			`panel 3 "Syntax error"/A: query sum by (api) (rate(fleetd_api_requests_total[1m]): HTTP 400: bad_data`,
@@ -380,5 +391,4 @@ scrape_configs:
 			}
 		}
 	})
-	demo.stop(t)
 }

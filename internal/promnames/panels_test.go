@@ -140,3 +140,25 @@ func TestLoadEmptyOKWantsAReason(t *testing.T) {
 		})
 	}
 }
+
+// FuzzResolve: Resolve never panics, and when it reports no error no
+// variable is left in the query it returns.
+func FuzzResolve(f *testing.F) {
+	for _, s := range []string{`up{l=~"$location"}`, `rate(x[$__rate_interval])`, `x{s=~"${location:regex}"}`,
+		`x{l=~"[[location]]"}`, `$`, `${`, `[[`, `$$location`, `${location`, `[[location]`, `$site`} {
+		f.Add(s)
+	}
+	vars := map[string]string{"location": ".*", "datasource": "prometheus"}
+	end := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, expr string) {
+		out, err := PanelQuery{Expr: expr, Vars: vars}.Resolve(end.Add(-time.Hour), end, 30*time.Second)
+		if err != nil {
+			return
+		}
+		for i := range out {
+			if m := reVariable.FindString(out[i:]); m != "" {
+				t.Fatalf("Resolve(%q) = %q: %s left unresolved", expr, out, m)
+			}
+		}
+	})
+}

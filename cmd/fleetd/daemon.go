@@ -187,10 +187,11 @@ type daemonOptions struct {
 // daemonOption sets one of daemonOptions.
 type daemonOption func(*daemonOptions)
 
-// withClock replaces the wall clock of walks (fault ages, staleness) and of
-// remediation (min_fault_age, cooldowns, command timeouts). The demo under
-// test runs on a clock faster than real time, so minutes of fleet life fit
-// in seconds; cron schedules and HTTP timeouts stay on real time.
+// withClock replaces the wall clock of walks (fault ages, staleness), of
+// remediation (min_fault_age, cooldowns, command timeouts) and of the status
+// page (ages, the hour of ended faults). The demo under test runs on a clock
+// faster than real time, so minutes of fleet life fit in seconds; cron
+// schedules and HTTP timeouts stay on real time.
 func withClock(now func() time.Time) daemonOption {
 	return func(o *daemonOptions) { o.now = now }
 }
@@ -261,6 +262,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		TelemetryPath: wf.telemetryPath,
 		AdminAPI:      wf.adminAPI && d.engine != nil,
 		Logger:        log,
+		Now:           d.now,
 	})
 	if err != nil {
 		return nil, err

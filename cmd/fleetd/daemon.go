@@ -43,12 +43,16 @@ type daemon struct {
 	api     *exporter.APIMetrics
 	reloads *exporter.ConfigReload
 	server  *web.Server
+	// status is the page at "/"; it observes every device walk.
+	status *status.Handler
 	// engine, ledger and cmd are nil when remediation is off at start.
 	engine *remediate.Engine
 	ledger *remediate.Ledger
 	cmd    *commander
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal
+	// now is the clock of walks and remediation (see withClock).
+	now func() time.Time
 
 	mu  sync.Mutex                 // serialises compile-and-apply (start, reloads)
 	cur atomic.Pointer[liveConfig] // the config in force, published whole by apply
@@ -170,10 +174,39 @@ func newBikeepClient(c config.Bikeep, api *exporter.APIMetrics, log *slog.Logger
 	return cl, nil
 }
 
+// daemonOptions are the optional settings of newDaemon; the zero value is
+// the wall clock and the remediation engine's own poll interval.
+type daemonOptions struct {
+	now          func() time.Time
+	pollInterval time.Duration
+}
+
+// daemonOption sets one of daemonOptions.
+type daemonOption func(*daemonOptions)
+
+// withClock replaces the wall clock of walks (fault ages, staleness), of
+// remediation (min_fault_age, cooldowns, command timeouts) and of the status
+// page (ages, the hour of ended faults). The demo under test runs on a clock
+// faster than real time, so minutes of fleet life fit in seconds; cron
+// schedules and HTTP timeouts stay on real time.
+func withClock(now func() time.Time) daemonOption {
+	return func(o *daemonOptions) { o.now = now }
+}
+
+// withPollInterval sets how often an in-flight command is polled (real
+// time); it goes with a fast clock, or commands would be seen to end late.
+func withPollInterval(d time.Duration) daemonOption {
+	return func(o *daemonOptions) { o.pollInterval = d }
+}
+
 // newDaemon wires a daemon from cfg. It performs no I/O. load reads the
 // config again on a reload; nil disables reloads. cfg goes the way of every
 // reload: compiled whole, then applied (compile, apply).
-func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webFlags, log *slog.Logger) (*daemon, error) {
+func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webFlags, log *slog.Logger, options ...daemonOption) (*daemon, error) {
+	var o daemonOptions
+	for _, set := range options {
+		set(&o)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -190,7 +223,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{log: log, load: load, api: api, reloads: reloads}
+	d := &daemon{log: log, load: load, api: api, reloads: reloads, now: o.now}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	lc, err := d.compile(cfg)
@@ -201,7 +234,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		return nil, err
 	}
 	if cfg.Remediation.Enabled {
-		if err := d.newEngine(cfg, reg); err != nil {
+		if err := d.newEngine(cfg, reg, o.pollInterval); err != nil {
 			return nil, err
 		}
 	}
@@ -215,14 +248,18 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 
 // scraperDeps are the collaborators of the daemon's scraper. The metrics
 // handler encodes each new snapshot in the walk's goroutine, so scrapes
-// never pay for it. Walks start only in run, after both are set.
+// never pay for it. Walks start only in run, after all are set.
 func (d *daemon) scraperDeps() scraperDeps {
 	return scraperDeps{
 		api:       d.api,
+		now:       d.now,
 		onPublish: func(s *scrape.Snapshot) { d.metrics.Warm(s) },
 		onDeviceWalk: func(ctx context.Context, s *scrape.Snapshot) {
 			if d.engine != nil {
 				d.engine.Observe(ctx, s)
+			}
+			if d.status != nil {
+				d.status.Observe(s) // after the engine: its decisions on s
 			}
 		},
 	}
@@ -231,13 +268,15 @@ func (d *daemon) scraperDeps() scraperDeps {
 // newServer builds the status page, the Alertmanager webhook and the HTTP
 // server around them.
 func (d *daemon) newServer(wf *webFlags, reg *prometheus.Registry) error {
-	home, err := status.NewHandler(status.Options{
+	var err error
+	d.status, err = status.NewHandler(status.Options{
 		Snapshot:      d.scraper.Snapshot,
 		Remediation:   d.statusRemediation,
 		Version:       version.Version,
 		TelemetryPath: wf.telemetryPath,
 		AdminAPI:      wf.adminAPI && d.engine != nil,
 		Logger:        d.log,
+		Now:           d.now,
 	})
 	if err != nil {
 		return err
@@ -255,7 +294,7 @@ func (d *daemon) newServer(wf *webFlags, reg *prometheus.Registry) error {
 		Metrics:    d.metrics,
 		Registerer: reg,
 		Ready:      d.scraper.Ready,
-		Home:       home,
+		Home:       d.status,
 		Routes:     func(mux *http.ServeMux) { d.routes(mux, wf, webhook) },
 		Logger:     d.log,
 	})
@@ -270,10 +309,10 @@ func (d *daemon) routes(mux *http.ServeMux, wf *webFlags, webhook http.Handler) 
 		return
 	}
 	if d.load != nil {
-		mux.HandleFunc("/-/reload", d.handleReload)
+		mux.Handle("/-/reload", web.AdminGuard(http.HandlerFunc(d.handleReload)))
 	}
 	if d.engine != nil {
-		api := d.engine.APIHandler()
+		api := web.AdminGuard(d.engine.APIHandler())
 		mux.Handle(remediate.RouteStatus, api)
 		mux.Handle(remediate.RouteStatus+"/", api)
 	}
@@ -283,18 +322,20 @@ func (d *daemon) routes(mux *http.ServeMux, wf *webFlags, webhook http.Handler) 
 // it its policy and the Bikeep client of the config. A ledger that cannot be
 // opened, is corrupt or is locked by another fleetd stops start-up:
 // remediating without its history could resend commands.
-func (d *daemon) newEngine(cfg *config.Config, reg prometheus.Registerer) error {
+func (d *daemon) newEngine(cfg *config.Config, reg prometheus.Registerer, pollInterval time.Duration) error {
 	d.cmd = &commander{}
 	ledger, err := remediate.OpenLedger(cfg.Remediation.Ledger)
 	if err != nil {
 		return fmt.Errorf("remediation ledger: %w", err)
 	}
 	engine, err := remediate.New(remediate.Options{
-		Policy:     cfg.Remediation,
-		Commander:  d.cmd,
-		Ledger:     ledger,
-		Registerer: reg,
-		Logger:     d.log.With("component", "remediation"),
+		Policy:       cfg.Remediation,
+		Commander:    d.cmd,
+		Ledger:       ledger,
+		Registerer:   reg,
+		Logger:       d.log.With("component", "remediation"),
+		Now:          d.now,
+		PollInterval: pollInterval,
 	})
 	if err != nil {
 		ledger.Close()
@@ -304,11 +345,13 @@ func (d *daemon) newEngine(cfg *config.Config, reg prometheus.Registerer) error 
 	return nil
 }
 
+// statusRemediation reads the policy from the config in force, without mu:
+// the page reads it from the walk that a reload may be waiting on.
 func (d *daemon) statusRemediation() *status.Remediation {
 	if d.engine == nil {
 		return nil
 	}
-	return statusRemediation(d.engine, d.scraper.Snapshot())
+	return statusRemediation(d.engine, d.scraper.Snapshot(), d.cur.Load().cfg.Remediation)
 }
 
 // handleReload is POST /-/reload (admin API only), as in Prometheus.

@@ -356,6 +356,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, w *deviceWalk) (*Snapshot, error) 
 				continue
 			}
 			loc.Name, loc.Type = l.Name, l.Type
+			loc.ExpectedDevices = l.Devices.Total
 		}
 	}
 	for id, loc := range s.locations {
@@ -394,6 +395,9 @@ func (s *Scraper) applyLocationsLocked(o *Options, w *deviceWalk) (failed int) {
 		}
 		if r.err != nil {
 			failed++
+			if loc.Up || loc.FailingSince.IsZero() {
+				loc.FailingSince = w.end
+			}
 			loc.Up = false
 			loc.LastError = r.err.Error()
 			loc.Undecodable, loc.DecodeError = 0, ""
@@ -413,6 +417,7 @@ func (s *Scraper) applyLocationsLocked(o *Options, w *deviceWalk) (failed int) {
 			s.tracker.ObserveLocation(w.end, r.id, r.devices)
 		}
 		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, w.end, "", false
+		loc.FailingSince = time.Time{}
 		loc.Devices = r.devices
 	}
 	return failed

@@ -48,6 +48,15 @@ func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
 	if strings.Contains(body, "fleet_device_info{") {
 		t.Fatal("per-device series before they were configured")
 	}
+	configHash := func(body string) string {
+		t.Helper()
+		m := configInfoRe.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no fleetd_config_info in:\n%s", body)
+		}
+		return m[1]
+	}
+	firstHash := configHash(body)
 
 	// The remediation engine's state (here: a pause, kept in the ledger)
 	// must outlive every reload below.
@@ -68,6 +77,10 @@ func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
 	if got := deadSince.FindStringSubmatch(body); got == nil || got[1] != since[1] {
 		t.Fatalf("fault episode lost by reload: since %v, was %s", got, since[1])
 	}
+	reloadedHash := configHash(body)
+	if reloadedHash == firstHash {
+		t.Fatal("fleetd_config_info kept the hash of the first config")
+	}
 
 	// 2. An invalid config by POST /-/reload: rejected, old config kept.
 	write(t, path, string(original)+"metrics:\n  per_device: yes-please\n")
@@ -78,6 +91,9 @@ func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
 	body = metrics()
 	assertContains(t, body, "fleetd_config_last_reload_successful 0")
 	assertContains(t, body, "fleet_device_info{")
+	if configHash(body) != reloadedHash {
+		t.Fatal("a rejected reload changed fleetd_config_info")
+	}
 	if got := deadSince.FindStringSubmatch(body); got == nil || got[1] != since[1] {
 		t.Fatalf("fault episode lost by a rejected reload: %v", got)
 	}
@@ -98,6 +114,9 @@ func TestReloadKeepsStateAndRejectsBadConfig(t *testing.T) {
 	assertContains(t, body, "fleetd_config_last_reload_successful 1")
 	if strings.Contains(body, "fleet_device_info{") {
 		t.Fatal("per-device series stayed after they were configured off")
+	}
+	if configHash(body) != firstHash {
+		t.Fatal("the first config again has another hash")
 	}
 	if st := get(t, base+"/api/v1/remediation"); !regexp.MustCompile(`"paused":\s*true`).MatchString(st.body) || !regexp.MustCompile(`"paused_reason":\s*"reload test"`).MatchString(st.body) {
 		t.Fatalf("remediation state lost across reloads: %s", st.body)

@@ -346,7 +346,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, w *deviceWalk) (*Snapshot, error) 
 			}
 		}
 	}
-	failed := s.applyLocationsLocked(o, w)
+	applied, failed := s.applyLocationsLocked(o, w)
 	if discovering {
 		for id, loc := range s.locations {
 			l, ok := w.discovered[id]
@@ -371,28 +371,30 @@ func (s *Scraper) applyDeviceWalk(o *Options, w *deviceWalk) (*Snapshot, error) 
 	switch {
 	case w.discErr != nil:
 		walkErr = fmt.Errorf("discover locations: %w", w.discErr)
-	case len(w.results) > 0 && failed == len(w.results):
+	case applied > 0 && failed == applied:
 		walkErr = fmt.Errorf("all %d locations failed", failed)
 	}
 	s.recordWalkLocked(SourceBikeep, w.start, w.end, walkErr)
 	if failed > 0 {
-		s.log.Info("device walk finished with failures", "locations", len(w.results), "failed", failed, "duration", w.end.Sub(w.start))
+		s.log.Info("device walk finished with failures", "locations", applied, "failed", failed, "duration", w.end.Sub(w.start))
 	} else {
-		s.log.Debug("device walk finished", "locations", len(w.results), "duration", w.end.Sub(w.start))
+		s.log.Debug("device walk finished", "locations", applied, "duration", w.end.Sub(w.start))
 	}
 	return s.publishLocked(), walkErr
 }
 
 // applyLocationsLocked applies each location's result and returns how many
-// failed. A location no longer walked (dropped by a reload during the
-// walk) is skipped: its result must not bring it or its faults back.
-func (s *Scraper) applyLocationsLocked(o *Options, w *deviceWalk) (failed int) {
+// it applied and how many of those failed. A location no longer walked
+// (dropped by a reload during the walk) is skipped: its result must not
+// bring it or its faults back.
+func (s *Scraper) applyLocationsLocked(o *Options, w *deviceWalk) (applied, failed int) {
 	readElsewhere := readByWalk(w.results)
 	for _, r := range w.results {
 		loc := s.locations[r.id]
 		if loc == nil {
 			continue
 		}
+		applied++
 		if r.err != nil {
 			failed++
 			if loc.Up || loc.FailingSince.IsZero() {
@@ -420,7 +422,7 @@ func (s *Scraper) applyLocationsLocked(o *Options, w *deviceWalk) (failed int) {
 		loc.FailingSince = time.Time{}
 		loc.Devices = r.devices
 	}
-	return failed
+	return applied, failed
 }
 
 // readByWalk returns the ids of every device read by this walk, in any

@@ -15,6 +15,7 @@ import (
 // Schedule is the pair of walk schedules, compiled from their cron specs
 // once (config load), never on a walk's turn.
 type Schedule struct {
+	// Devices is required: Run refuses to start without it.
 	Devices cron.Schedule
 	// Rentals is not scheduled while no operator is configured; nil means
 	// no rental walks at all.
@@ -90,6 +91,11 @@ func (s *Scraper) Run(ctx context.Context) error {
 // Run takes it at once: walks in progress are not interrupted, and the
 // rental entry is dropped or added as the configured operators require.
 func (s *Scraper) SetSchedule(sch Schedule) {
+	if sch.Devices == nil {
+		// Only a Schedule built by hand lacks it; keep the walks going.
+		s.log.Error("scrape: SetSchedule without a device schedule; keeping the schedule in force")
+		return
+	}
 	s.schedMu.Lock()
 	defer s.schedMu.Unlock()
 	s.schedule = sch

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/fleet"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -229,6 +230,11 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	v, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return fmt.Errorf("timestamp %q: not RFC 3339", s)
+	}
+	if !fleet.Representable(v) {
+		// Before 1970 or after 2262: vendor garbage, and beyond what the
+		// fleet's integer timestamps hold.
+		return fmt.Errorf("timestamp %q: %w", s, errTimeRange)
 	}
 	t.Time = v
 	return nil

@@ -1,0 +1,155 @@
+package bikeep_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/fleet"
+)
+
+// class is what a decoder made of one element or of the whole location.
+type class string
+
+const (
+	good        class = "good"
+	undecodable class = "device undecodable"
+	failed      class = "location failed"
+)
+
+// outcome is a decoder's verdict on one body: failed, or one class per
+// element with the records of the good ones.
+type outcome struct {
+	list    class
+	classes []class
+	devices []fleet.Device
+}
+
+// reference decodes body with the full decoder's rules, written plainly:
+// the envelope framed leniently (an element judges its own UTF-8 and
+// duplicate keys), each element decoded whole into a bikeep.Device by
+// decodeDeviceElement, then Compact.
+func reference(body []byte) outcome {
+	if bikeep.RequireObject(body) != nil {
+		return outcome{list: failed}
+	}
+	dec := jsontext.NewDecoder(strings.NewReader(string(body)),
+		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	var elems [][]byte
+	seen := 0
+	fail := func() outcome { return outcome{list: failed} }
+	if _, err := dec.ReadToken(); err != nil {
+		return fail()
+	}
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return fail()
+		}
+		if tok.String() != "data" {
+			if dec.SkipValue() != nil {
+				return fail()
+			}
+			continue
+		}
+		seen++
+		v, err := dec.ReadValue()
+		if err != nil || v.Kind() != '[' {
+			return fail()
+		}
+		inner := jsontext.NewDecoder(strings.NewReader(string(v)),
+			jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+		inner.ReadToken()
+		for inner.PeekKind() != ']' {
+			e, err := inner.ReadValue()
+			if err != nil {
+				return fail()
+			}
+			elems = append(elems, append([]byte(nil), e...))
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return fail()
+	}
+	if _, err := dec.ReadToken(); err != io.EOF || seen != 1 {
+		return fail()
+	}
+	out := outcome{list: good}
+	for _, e := range elems {
+		d, err := bikeep.DecodeDeviceElement(e)
+		if err != nil {
+			out.classes = append(out.classes, undecodable)
+			continue
+		}
+		c, err := d.Compact()
+		if err != nil {
+			out.classes = append(out.classes, undecodable)
+			continue
+		}
+		out.classes = append(out.classes, good)
+		out.devices = append(out.devices, c)
+	}
+	return out
+}
+
+// streamed decodes body with the ListDecoder.
+func streamed(ld *bikeep.ListDecoder, body []byte, prev []fleet.Device) (outcome, error) {
+	devs, err := ld.Decode(strings.NewReader(string(body)), prev)
+	var pe *bikeep.PartialDecodeError
+	var de *bikeep.DecodeError
+	switch {
+	case err == nil:
+		out := outcome{list: good, devices: devs}
+		for range devs {
+			out.classes = append(out.classes, good)
+		}
+		return out, nil
+	case errors.As(err, &pe):
+		if len(devs)+len(pe.Bad) != pe.Total {
+			return outcome{}, fmt.Errorf("partial: %d good + %d bad != total %d", len(devs), len(pe.Bad), pe.Total)
+		}
+		out := outcome{list: good, devices: devs, classes: make([]class, pe.Total)}
+		for i := range out.classes {
+			out.classes[i] = good
+		}
+		for _, b := range pe.Bad {
+			if b.Index < 0 || b.Index >= pe.Total || out.classes[b.Index] != good {
+				return outcome{}, fmt.Errorf("bad index %d of %d", b.Index, pe.Total)
+			}
+			out.classes[b.Index] = undecodable
+		}
+		return out, nil
+	case errors.As(err, &de):
+		if devs != nil {
+			return outcome{}, errors.New("devices returned with a DecodeError")
+		}
+		return outcome{list: failed}, nil
+	}
+	return outcome{}, fmt.Errorf("undocumented error %T: %v", err, err)
+}
+
+// diff describes how two outcomes differ, "" when they agree.
+func diff(want, got outcome) string {
+	if want.list != got.list {
+		return fmt.Sprintf("location: reference %s, stream %s", want.list, got.list)
+	}
+	if len(want.classes) != len(got.classes) {
+		return fmt.Sprintf("elements: reference %d, stream %d", len(want.classes), len(got.classes))
+	}
+	for i := range want.classes {
+		if want.classes[i] != got.classes[i] {
+			return fmt.Sprintf("element %d: reference %s, stream %s", i, want.classes[i], got.classes[i])
+		}
+	}
+	for i := range want.devices {
+		if !want.devices[i].Equal(&got.devices[i]) {
+			return fmt.Sprintf("device %d:\nreference %+v %+v\nstream    %+v %+v", i,
+				want.devices[i], want.devices[i].Undocumented(), got.devices[i], got.devices[i].Undocumented())
+		}
+	}
+	return ""
+}

@@ -14,7 +14,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/fleetd/fleetd/internal/clients/limits"
-	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // poolKeep bounds the body buffer a decoder state keeps for reuse: a hostile
@@ -22,7 +22,7 @@ import (
 const poolKeep = 1 << 20
 
 // ListDecoder decodes the body of GET /device/v1/locations/{id}/devices
-// straight into fleet.Device records, one element at a time, without
+// straight into record.Device records, one element at a time, without
 // building bikeep.Device values. Fields fleetd never reads (deprecated
 // fields, settings, user, price_list, the command URLs) are checked for
 // their type and skipped without allocating.
@@ -66,11 +66,11 @@ type listState struct {
 	str  []byte
 	name []byte
 	tags []string
-	out  []fleet.Device
+	out  []record.Device
 	bad  []ItemError
 	// prev is the location's previous records; byID indexes them when the
 	// order changed.
-	prev []fleet.Device
+	prev []record.Device
 	byID map[string]int
 }
 
@@ -82,7 +82,7 @@ func lenient() []jsontext.Options {
 	return []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
 }
 
-// errTimeRange: fleet.Time holds instants after the Unix epoch, up to 2262.
+// errTimeRange: record.Time holds instants after the Unix epoch, up to 2262.
 var errTimeRange = errors.New("timestamp out of range")
 
 // errSyntax marks an element error found by the strict pass that only the
@@ -97,7 +97,7 @@ var errSyntax = errors.New("syntax")
 // Errors: *BodyTooLargeError or a read error (location failed, no
 // devices), *DecodeError (location failed, no devices), or
 // *PartialDecodeError together with the devices that did decode.
-func (ld *ListDecoder) Decode(r io.Reader, prev []fleet.Device) ([]fleet.Device, error) {
+func (ld *ListDecoder) Decode(r io.Reader, prev []record.Device) ([]record.Device, error) {
 	st := ld.states.Get().(*listState)
 	defer ld.put(st)
 	st.body.Reset()
@@ -111,7 +111,7 @@ func (ld *ListDecoder) Decode(r io.Reader, prev []fleet.Device) ([]fleet.Device,
 }
 
 // DecodeBytes is Decode over a body already in memory.
-func (ld *ListDecoder) DecodeBytes(b []byte, prev []fleet.Device) ([]fleet.Device, error) {
+func (ld *ListDecoder) DecodeBytes(b []byte, prev []record.Device) ([]record.Device, error) {
 	if int64(len(b)) > ld.maxBody {
 		return nil, &BodyTooLargeError{Limit: ld.maxBody, Route: RouteLocationDevices}
 	}
@@ -132,7 +132,7 @@ func (ld *ListDecoder) put(st *listState) {
 	ld.states.Put(st)
 }
 
-func (st *listState) decode(b []byte, prev []fleet.Device) ([]fleet.Device, error) {
+func (st *listState) decode(b []byte, prev []record.Device) ([]record.Device, error) {
 	st.prev = prev
 	clear(st.byID)
 	if err := requireObject(b); err != nil {
@@ -157,8 +157,8 @@ func (st *listState) decode(b []byte, prev []fleet.Device) ([]fleet.Device, erro
 }
 
 // result shares prev when nothing changed, else copies out of the scratch.
-func (st *listState) result() ([]fleet.Device, error) {
-	var devs []fleet.Device
+func (st *listState) result() ([]record.Device, error) {
+	var devs []record.Device
 	if len(st.out) == len(st.prev) && len(st.prev) > 0 {
 		same := true
 		for i := range st.out {
@@ -172,7 +172,7 @@ func (st *listState) result() ([]fleet.Device, error) {
 		}
 	}
 	if devs == nil {
-		devs = make([]fleet.Device, len(st.out))
+		devs = make([]record.Device, len(st.out))
 		copy(devs, st.out)
 	}
 	if len(st.bad) > 0 {
@@ -256,7 +256,7 @@ func (st *listState) list(dec *jsontext.Decoder, lax bool) error {
 // item decodes element i. A returned error is a syntax error of the body;
 // an element that is not a device is recorded in st.bad.
 func (st *listState) item(dec *jsontext.Decoder, i int, lax bool) error {
-	st.out = append(st.out, fleet.Device{})
+	st.out = append(st.out, record.Device{})
 	d := &st.out[len(st.out)-1]
 	var bad error
 	if !lax {
@@ -298,7 +298,7 @@ func (st *listState) drop(i int, id string, err error) {
 	st.bad = append(st.bad, ItemError{Index: i, ID: id, Err: err})
 }
 
-// elem decodes one element into a fleet.Device. Errors that make the
+// elem decodes one element into a record.Device. Errors that make the
 // element no device are kept in bad while the decoder reads on to the end
 // of the element; a returned error is a syntax error.
 type elem struct {
@@ -307,9 +307,9 @@ type elem struct {
 	bad error
 	// prev is the previous record of this device: first a guess (same
 	// position), then the record with the same id once the id is read.
-	prev *fleet.Device
+	prev *record.Device
 	// other collects the raw values of undocumented enum values.
-	other fleet.Undocumented
+	other record.Undocumented
 }
 
 func (e *elem) fail(err error) {
@@ -408,8 +408,8 @@ func (e *elem) skipNumber(field string) error {
 }
 
 // timestamp reads a Time field as bikeep.Time does: null, "" or RFC 3339,
-// within what fleet.Time represents.
-func (e *elem) timestamp(field string) (fleet.Time, error) {
+// within what record.Time represents.
+func (e *elem) timestamp(field string) (record.Time, error) {
 	b, ok, err := e.str(field)
 	if err != nil || !ok || len(b) == 0 {
 		return 0, err
@@ -420,11 +420,11 @@ func (e *elem) timestamp(field string) (fleet.Time, error) {
 	case perr != nil:
 		e.fail(fmt.Errorf("%s: timestamp not RFC 3339", field))
 		return 0, nil
-	case !fleet.Representable(t):
+	case !record.Representable(t):
 		e.fail(fmt.Errorf("%s: %w", field, errTimeRange))
 		return 0, nil
 	}
-	return fleet.FromTime(t), nil
+	return record.FromTime(t), nil
 }
 
 // name reads a member name, unescaped; valid until the next name.
@@ -470,7 +470,7 @@ func (e *elem) object(field, want string, member func(name []byte) error) error 
 // previous returns the previous record with id b: the one at position i
 // when the order is unchanged, else found through an index built on first
 // need.
-func (st *listState) previous(b []byte, i int) *fleet.Device {
+func (st *listState) previous(b []byte, i int) *record.Device {
 	if i < len(st.prev) && st.prev[i].ID == string(b) {
 		return &st.prev[i]
 	}
@@ -502,24 +502,24 @@ func keep(b []byte, old string) string {
 }
 
 // prevDev is the previous record to compare with (a zero record if none).
-func (e *elem) prevDev() *fleet.Device {
+func (e *elem) prevDev() *record.Device {
 	if e.prev != nil {
 		return e.prev
 	}
-	return &fleet.Device{}
+	return &record.Device{}
 }
 
-func (e *elem) prevOther() *fleet.Undocumented {
+func (e *elem) prevOther() *record.Undocumented {
 	if e.prev != nil && e.prev.Undocumented() != nil {
 		return e.prev.Undocumented()
 	}
-	return &fleet.Undocumented{}
+	return &record.Undocumented{}
 }
 
 // device reads one element into d. The previous record is guessed from the
 // position until the id is read, so strings that arrive before the id can
 // still be shared.
-func (e *elem) device(d *fleet.Device, i int) error {
+func (e *elem) device(d *record.Device, i int) error {
 	if i < len(e.st.prev) {
 		e.prev = &e.st.prev[i]
 	}
@@ -556,28 +556,28 @@ func (e *elem) device(d *fleet.Device, i int) error {
 			return e.keepStr("hardware_id", &d.HardwareID, e.prevDev().HardwareID)
 		case "type":
 			return e.enum("type", &e.other.Type, e.prevOther().Type, func(b []byte) bool {
-				d.Type = fleet.ParseDeviceType(b)
-				return d.Type == fleet.TypeOther
+				d.Type = record.ParseDeviceType(b)
+				return d.Type == record.TypeOther
 			})
 		case "sleep_state":
 			return e.enum("sleep_state", &e.other.SleepState, e.prevOther().SleepState, func(b []byte) bool {
-				d.SleepState = fleet.ParseSleepState(b)
-				return d.SleepState == fleet.SleepOther
+				d.SleepState = record.ParseSleepState(b)
+				return d.SleepState == record.SleepOther
 			})
 		case "lock_state":
 			return e.enum("lock_state", &e.other.LockState, e.prevOther().LockState, func(b []byte) bool {
-				d.LockState = fleet.ParseLockState(b)
-				return d.LockState == fleet.LockOther
+				d.LockState = record.ParseLockState(b)
+				return d.LockState == record.LockOther
 			})
 		case "hardware_state":
 			return e.enum("hardware_state", &e.other.HardwareState, e.prevOther().HardwareState, func(b []byte) bool {
-				d.HardwareState = fleet.ParseHardwareState(b)
-				return d.HardwareState == fleet.HardwareOther
+				d.HardwareState = record.ParseHardwareState(b)
+				return d.HardwareState == record.HardwareOther
 			})
 		case "power_save_strategy":
 			return e.enum("power_save_strategy", &e.other.PowerSave, e.prevOther().PowerSave, func(b []byte) bool {
-				d.PowerSave = fleet.ParsePowerSaveStrategy(b)
-				return d.PowerSave == fleet.PowerOther
+				d.PowerSave = record.ParsePowerSaveStrategy(b)
+				return d.PowerSave == record.PowerOther
 			})
 		case "state":
 			d.State, d.StateChangedAt, d.StateTimeoutAt, e.other.State = 0, 0, 0, ""
@@ -590,8 +590,8 @@ func (e *elem) device(d *fleet.Device, i int) error {
 					d.StateTimeoutAt, err = e.timestamp("state.timeout_at")
 				case "value":
 					err = e.enum("state.value", &e.other.State, e.prevOther().State, func(b []byte) bool {
-						d.State = fleet.ParseStateValue(b)
-						return d.State == fleet.StateOther
+						d.State = record.ParseStateValue(b)
+						return d.State == record.StateOther
 					})
 				default:
 					err = e.dec.SkipValue()
@@ -605,8 +605,8 @@ func (e *elem) device(d *fleet.Device, i int) error {
 				switch string(name) {
 				case "health":
 					err = e.enum("heartbeat_v2.health", &e.other.Health, e.prevOther().Health, func(b []byte) bool {
-						d.Health = fleet.ParseHealth(b)
-						return d.Health == fleet.HealthOther
+						d.Health = record.ParseHealth(b)
+						return d.Health == record.HealthOther
 					})
 				case "dead_since":
 					d.DeadSince, err = e.timestamp("heartbeat_v2.dead_since")
@@ -625,7 +625,7 @@ func (e *elem) device(d *fleet.Device, i int) error {
 			// envelope keys; elements are strict).
 			d.Commands = 0
 			return e.object("commands", "an object", func(name []byte) error {
-				d.Commands = fleet.AddCommand(d.Commands, name)
+				d.Commands = record.AddCommand(d.Commands, name)
 				return e.skipStr("commands value")
 			})
 		case "tags":
@@ -680,8 +680,8 @@ func (e *elem) device(d *fleet.Device, i int) error {
 
 // finish attaches the undocumented enum values, shared with the previous
 // record when equal.
-func (e *elem) finish(d *fleet.Device) {
-	if e.other == (fleet.Undocumented{}) {
+func (e *elem) finish(d *record.Device) {
+	if e.other == (record.Undocumented{}) {
 		return
 	}
 	if e.prev != nil && e.prev.Undocumented() != nil && *e.prev.Undocumented() == e.other {
@@ -731,7 +731,7 @@ func (e *elem) enum(field string, raw *string, old string, set func([]byte) bool
 }
 
 // tagList reads tags; the previous record's slice is shared when equal.
-func (e *elem) tagList(d *fleet.Device) error {
+func (e *elem) tagList(d *record.Device) error {
 	d.Tags = nil
 	switch e.dec.PeekKind() {
 	case '[':

@@ -9,7 +9,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
-	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // class is what a decoder made of one element or of the whole location.
@@ -26,7 +26,9 @@ const (
 type outcome struct {
 	list    class
 	classes []class
-	devices []fleet.Device
+	devices []record.Device
+	// full are the reference's bikeep.Devices behind devices.
+	full []bikeep.Device
 }
 
 // reference decodes body with the full decoder's rules, written plainly:
@@ -92,12 +94,13 @@ func reference(body []byte) outcome {
 		}
 		out.classes = append(out.classes, good)
 		out.devices = append(out.devices, c)
+		out.full = append(out.full, d)
 	}
 	return out
 }
 
 // streamed decodes body with the ListDecoder.
-func streamed(ld *bikeep.ListDecoder, body []byte, prev []fleet.Device) (outcome, error) {
+func streamed(ld *bikeep.ListDecoder, body []byte, prev []record.Device) (outcome, error) {
 	devs, err := ld.Decode(strings.NewReader(string(body)), prev)
 	var pe *bikeep.PartialDecodeError
 	var de *bikeep.DecodeError

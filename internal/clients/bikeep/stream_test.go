@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
-	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/sim"
 )
 
@@ -219,13 +219,13 @@ func TestListDecoderRecord(t *testing.T) {
 	switch {
 	case d.ID != "d1" || d.Alias != "KA-1" || d.Code != "c" || d.HardwareID != "h":
 		t.Errorf("strings: %+v", d)
-	case d.Type != fleet.TypeOther || d.TypeName() != "TELEPORTER":
+	case d.Type != record.TypeOther || d.TypeName() != "TELEPORTER":
 		t.Errorf("undocumented type: %v %q", d.Type, d.TypeName())
-	case d.State != fleet.StateLocked || d.LockState != fleet.LockLocked || d.Health != fleet.HealthHealthy:
+	case d.State != record.StateLocked || d.LockState != record.LockLocked || d.Health != record.HealthHealthy:
 		t.Errorf("enums: %+v", d)
 	case !d.StateChangedAt.Time().Equal(changed) || !d.StateTimeoutAt.IsZero() || !d.DeadSince.IsZero():
 		t.Errorf("timestamps: %+v", d)
-	case !d.Supports(fleet.CmdSyncDevice) || !d.Supports(fleet.CmdLock) || d.Supports(fleet.CmdUnlock) || d.Supports("frobnicate"):
+	case !d.Supports(record.CmdSyncDevice) || !d.Supports(record.CmdLock) || d.Supports(record.CmdUnlock) || d.Supports("frobnicate"):
 		t.Errorf("commands: %v", d.Commands.Names())
 	case strings.Join(d.Tags, ",") != "a,b":
 		t.Errorf("tags: %v", d.Tags)

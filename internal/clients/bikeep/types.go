@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/fleet"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -231,7 +231,7 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("timestamp %q: not RFC 3339", s)
 	}
-	if !fleet.Representable(v) {
+	if !record.Representable(v) {
 		// Before 1970 or after 2262: vendor garbage, and beyond what the
 		// fleet's integer timestamps hold.
 		return fmt.Errorf("timestamp %q: %w", s, errTimeRange)

@@ -1,4 +1,4 @@
-// Package fleet holds the compact device record fleetd keeps for every
+// Package record holds the compact device record fleetd keeps for every
 // Bikeep device between walks: only the fields fleetd reads, enums as
 // one-byte codes, timestamps as integers and command names as a bit set.
 //
@@ -10,7 +10,7 @@
 // Records are values inside immutable snapshots. Strings are shared with the
 // previous snapshot's record of the same device when unchanged, so an
 // unchanged device costs no allocation per walk.
-package fleet
+package record
 
 import (
 	"slices"

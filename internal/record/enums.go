@@ -1,4 +1,4 @@
-package fleet
+package record
 
 // Enum fields are one-byte codes. Code 0 is the absent value (null, "" or a
 // missing field); Other marks a value the API reference does not document,

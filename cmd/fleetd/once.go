@@ -77,7 +77,7 @@ func pageReason(snap *scrape.Snapshot, f health.Fault, ex config.Exclude) string
 		return ""
 	case !health.CanSync(d):
 		return "sync-device unavailable"
-	case slices.Contains(ex.Locations, f.LocationID), slices.Contains(ex.DeviceTypes, string(d.Type)):
+	case slices.Contains(ex.Locations, f.LocationID), slices.Contains(ex.DeviceTypes, d.TypeName()):
 		return "excluded from remediation"
 	}
 	for _, t := range d.Tags {

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/copri"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // opState is what the tracker remembers of one COPRI operator.
@@ -119,10 +119,10 @@ func (t *Tracker) ObserveOperator(now time.Time, operator string, m Match, renta
 				continue
 			}
 			dev := &mr.rec
-			if dev.lock != bikeep.LockLocked && dev.lock != bikeep.LockUnlocked {
+			if dev.lock != record.LockLocked && dev.lock != record.LockUnlocked {
 				continue
 			}
-			if (r.LockState == copri.LockLocked) == (dev.lock == bikeep.LockLocked) {
+			if (r.LockState == copri.LockLocked) == (dev.lock == record.LockLocked) {
 				continue
 			}
 			e := op.devFaults[dev.id]
@@ -136,7 +136,7 @@ func (t *Tracker) ObserveOperator(now time.Time, operator string, m Match, renta
 			e.cond = Condition{
 				Kind:   RentalLockMismatch,
 				Grace:  p.LockMismatchGrace,
-				Detail: `rental lock_state="` + string(r.LockState) + `" device lock_state="` + string(dev.lock) + `"`,
+				Detail: `rental lock_state="` + string(r.LockState) + `" device lock_state="` + dev.lock.String() + `"`,
 			}
 			e.walks++
 			e.gen = gen

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // Tracker remembers fault conditions across observations: when each episode
@@ -79,7 +80,7 @@ type devRec struct {
 	hardwareID string
 	tags       []string
 	typ        bikeep.DeviceType
-	lock       bikeep.LockState
+	lock       record.LockState
 	dead       bool
 }
 
@@ -113,6 +114,11 @@ func (t *Tracker) SetParams(p Params) { t.p = p }
 // The tracker keeps the devices' strings and Tags slices (not the slice
 // itself) for rental matching; callers must not modify Tags afterwards.
 func (t *Tracker) ObserveLocation(now time.Time, locationID string, devices []bikeep.Device) {
+	t.ObserveRecords(now, locationID, bikeep.Records(devices...))
+}
+
+// ObserveRecords is ObserveLocation for the compact records a walk keeps.
+func (t *Tracker) ObserveRecords(now time.Time, locationID string, devices []record.Device) {
 	ls := t.locs[locationID]
 	if ls == nil {
 		ls = &locState{faults: make(map[devKey]*devEntry)}
@@ -125,9 +131,10 @@ func (t *Tracker) ObserveLocation(now time.Time, locationID string, devices []bi
 	for i := range devices {
 		d := &devices[i]
 		dead := isDead(d)
+		typ := bikeep.DeviceType(d.TypeName())
 		ls.devices = append(ls.devices, devRec{
 			id: d.ID, alias: d.Alias, code: d.Code, hardwareID: d.HardwareID,
-			tags: d.Tags, typ: d.Type, lock: d.LockState, dead: dead,
+			tags: d.Tags, typ: typ, lock: d.LockState, dead: dead,
 		})
 		conds := appendConditions(t.buf[:0], d, now, t.p)
 		t.buf = conds[:0]
@@ -151,7 +158,7 @@ func (t *Tracker) ObserveLocation(now time.Time, locationID string, devices []bi
 			e.gen = gen
 			e.lastSeen = now
 			e.loc = locationID
-			e.alias, e.code, e.typ, e.dead = d.Alias, d.Code, d.Type, dead
+			e.alias, e.code, e.typ, e.dead = d.Alias, d.Code, typ, dead
 			ls.faults[k] = e
 		}
 	}

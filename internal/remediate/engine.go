@@ -16,6 +16,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -444,7 +445,7 @@ func (e *Engine) Request(ctx context.Context, r Request) Decision {
 	if f != nil && r.LocationID != "" && f.LocationID != r.LocationID {
 		f = nil // the alert is about a device we see elsewhere: not this fault
 	}
-	var dev *bikeep.Device
+	var dev *record.Device
 	loc := r.LocationID
 	if f != nil {
 		loc = f.LocationID
@@ -476,7 +477,7 @@ func (e *Engine) blackoutAt(now time.Time) bool {
 // decideLocked runs the gates for one fault and acts on the outcome. f is
 // nil when the fault is not active in the latest snapshot; dev is nil when
 // the device is not in it.
-func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault, dev *bikeep.Device,
+func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault, dev *record.Device,
 	deviceID, locationID string, kind health.FaultKind, source string) Decision {
 	d := Decision{Time: pc.now, DeviceID: deviceID, LocationID: locationID, Fault: kind, Source: source}
 	switch {
@@ -510,7 +511,7 @@ func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault,
 }
 
 // gateLocked returns the first refusal, "" to send.
-func (e *Engine) gateLocked(pc *passCtx, f *health.Fault, dev *bikeep.Device, ep *episodeRecord,
+func (e *Engine) gateLocked(pc *passCtx, f *health.Fault, dev *record.Device, ep *episodeRecord,
 	deviceID, locationID string, kind health.FaultKind, source string) string {
 	p := &e.policy
 	switch {
@@ -561,13 +562,13 @@ func (e *Engine) gateLocked(pc *passCtx, f *health.Fault, dev *bikeep.Device, ep
 	return ""
 }
 
-func (e *Engine) excludedLocked(locationID string, dev *bikeep.Device, f *health.Fault) bool {
+func (e *Engine) excludedLocked(locationID string, dev *record.Device, f *health.Fault) bool {
 	if e.excl.locations[locationID] {
 		return true
 	}
 	switch {
 	case dev != nil:
-		if e.excl.types[string(dev.Type)] {
+		if e.excl.types[dev.TypeName()] {
 			return true
 		}
 		for _, t := range dev.Tags {
@@ -725,7 +726,7 @@ func findLocation(snap *scrape.Snapshot, id string) *scrape.LocationStatus {
 	return &snap.Locations[i]
 }
 
-func findDevice(loc *scrape.LocationStatus, id string) *bikeep.Device {
+func findDevice(loc *scrape.LocationStatus, id string) *record.Device {
 	for i := range loc.Devices {
 		if loc.Devices[i].ID == id {
 			return &loc.Devices[i]

@@ -307,7 +307,7 @@ func (f *fleet) snap(now time.Time) *scrape.Snapshot {
 	s := &scrape.Snapshot{Taken: now,
 		Sources: []scrape.SourceStatus{{Name: scrape.SourceBikeep, Up: true, Walked: true, LastSuccess: now, LastDuration: f.walkDur}}}
 	for _, l := range f.locs {
-		ls := scrape.LocationStatus{ID: l.id, Up: l.up, Devices: append([]bikeep.Device(nil), l.devices...)}
+		ls := scrape.LocationStatus{ID: l.id, Up: l.up, Devices: bikeep.Records(l.devices...)}
 		if l.up {
 			ls.LastSuccess = now
 			if !l.lastSuccess.IsZero() {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -21,12 +22,21 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/copri"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // DeviceAPI is the part of the Bikeep client a device walk needs.
 type DeviceAPI interface {
 	ListLocations(ctx context.Context) ([]bikeep.Location, error)
 	ListLocationDevices(ctx context.Context, locationID string) ([]bikeep.Device, error)
+}
+
+// RecordAPI is implemented by clients that decode a device list straight
+// into compact records (bikeep.Client does), sharing what did not change
+// with prev, the location's records from the previous walk. The walk uses
+// it when the DeviceAPI offers it; otherwise full devices are compacted.
+type RecordAPI interface {
+	WalkLocationDevices(ctx context.Context, locationID string, prev []record.Device) ([]record.Device, error)
 }
 
 // RentalAPI is the part of a COPRI client a rental walk needs. The client
@@ -84,7 +94,6 @@ type Scraper struct {
 	// on separate schedules and may overlap each other (never themselves).
 	mu        sync.Mutex
 	tracker   *health.Tracker
-	compact   *compactor
 	sources   map[string]*SourceStatus
 	locations map[string]*LocationStatus
 	operators map[string]*OperatorStatus
@@ -111,7 +120,6 @@ func New(opts Options) (*Scraper, error) {
 		log:       opts.Logger,
 		now:       opts.Now,
 		tracker:   health.NewTracker(opts.Health),
-		compact:   newCompactor(),
 		sources:   map[string]*SourceStatus{SourceBikeep: {Name: SourceBikeep}},
 		locations: map[string]*LocationStatus{},
 		operators: map[string]*OperatorStatus{},
@@ -221,7 +229,7 @@ func (s *Scraper) Ready() bool { return s.deviceWalked.Load() }
 
 type locationResult struct {
 	id      string
-	devices []bikeep.Device
+	devices []record.Device
 	err     error
 	// partial is a decode problem with some devices; the others are good.
 	partial error
@@ -234,7 +242,7 @@ func (s *Scraper) WalkDevices(ctx context.Context) error {
 	o := s.options()
 	start := s.now()
 	ids, discovered, discErr := s.discover(ctx, o)
-	results := s.fetchLocations(ctx, o, ids)
+	results := s.fetchLocations(ctx, o, ids, s.previousDevices(ids))
 	end := s.now()
 	snap, walkErr := s.applyDeviceWalk(o, start, end, results, discovered, discErr)
 	if o.OnPublish != nil {
@@ -272,7 +280,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 		}
 		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, end, "", false
 		loc.Devices = r.devices
-		s.tracker.ObserveLocation(end, r.id, r.devices)
+		s.tracker.ObserveRecords(end, r.id, r.devices)
 	}
 	if discovered != nil {
 		for id := range s.locations {
@@ -359,8 +367,22 @@ func (s *Scraper) requestContext(ctx context.Context, d time.Duration) (context.
 	return context.WithTimeout(ctx, d)
 }
 
+// previousDevices returns each location's last good records, for the
+// decoder to share what did not change.
+func (s *Scraper) previousDevices(ids []string) [][]record.Device {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := make([][]record.Device, len(ids))
+	for i, id := range ids {
+		if l := s.locations[id]; l != nil {
+			prev[i] = l.Devices
+		}
+	}
+	return prev
+}
+
 // fetchLocations gets every location's devices with bounded concurrency.
-func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string) []locationResult {
+func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string, prev [][]record.Device) []locationResult {
 	results := make([]locationResult, len(ids))
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -370,7 +392,7 @@ func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string) 
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				results[i] = s.fetchLocation(ctx, o, ids[i])
+				results[i] = s.fetchLocation(ctx, o, ids[i], prev[i])
 			}
 		}()
 	}
@@ -382,7 +404,7 @@ func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string) 
 	return results
 }
 
-func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r locationResult) {
+func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string, prev []record.Device) (r locationResult) {
 	r.id = id
 	// A panic in a worker goroutine would escape the scheduler's recovery and
 	// end the process; make it this location's failure instead.
@@ -397,17 +419,56 @@ func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r l
 	}
 	rctx, cancel := s.requestContext(ctx, o.RequestTimeout)
 	defer cancel()
-	devices, err := o.Devices.ListLocationDevices(rctx, id)
+	var (
+		devices []record.Device
+		err     error
+	)
+	if api, ok := o.Devices.(RecordAPI); ok {
+		devices, err = api.WalkLocationDevices(rctx, id, prev)
+	} else {
+		devices, err = compactDevices(o.Devices.ListLocationDevices(rctx, id))
+	}
 	var partial *bikeep.PartialDecodeError
 	switch {
 	case errors.As(err, &partial):
-		r.devices, r.partial = s.compact.devices(devices), err
+		r.devices, r.partial = devices, err
 	case err != nil:
 		r.err = err
 	default:
-		r.devices = s.compact.devices(devices)
+		r.devices = devices
 	}
 	return r
+}
+
+// compactDevices turns a full device list into records with the walk's
+// checks (Device.Compact): a device whose id fails them is undecodable,
+// like one the streaming decoder refuses.
+func compactDevices(devs []bikeep.Device, err error) ([]record.Device, error) {
+	var partial *bikeep.PartialDecodeError
+	if err != nil && !errors.As(err, &partial) {
+		return nil, err
+	}
+	out := make([]record.Device, 0, len(devs))
+	var bad []bikeep.ItemError
+	for i := range devs {
+		c, cerr := devs[i].Compact()
+		if cerr != nil {
+			bad = append(bad, bikeep.ItemError{Index: i, Err: cerr})
+			continue
+		}
+		out = append(out, c)
+	}
+	if len(bad) == 0 {
+		return out, err
+	}
+	if partial == nil {
+		partial = &bikeep.PartialDecodeError{Route: bikeep.RouteLocationDevices, Total: len(devs)}
+	} else {
+		p := *partial
+		partial = &p
+	}
+	partial.Bad = append(slices.Clone(partial.Bad), bad...)
+	return out, partial
 }
 
 type operatorResult struct {

@@ -8,6 +8,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/copri"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // SourceBikeep is the source name of the Bikeep device walk. COPRI operators
@@ -64,8 +65,10 @@ type LocationStatus struct {
 	// Stale is true when the location has not been walked successfully for
 	// health.stale_after: its devices are no longer reported.
 	Stale bool
-	// Devices is the last good device list (nil when stale or never walked).
-	Devices []bikeep.Device
+	// Devices is the last good device list (nil when stale or never walked),
+	// as compact records. Consecutive snapshots share the slice of a location
+	// whose devices did not change.
+	Devices []record.Device
 }
 
 // OperatorStatus is the walk state and last good data of one COPRI operator.
@@ -92,7 +95,7 @@ func (s *Snapshot) Source(name string) (SourceStatus, bool) {
 
 // Device finds a device of a non-stale location by id. Locations are sorted
 // by ID, so callers may look up every fault of a large fleet.
-func (s *Snapshot) Device(locationID, deviceID string) (*bikeep.Device, bool) {
+func (s *Snapshot) Device(locationID, deviceID string) (*record.Device, bool) {
 	i, ok := slices.BinarySearchFunc(s.Locations, locationID, func(l LocationStatus, id string) int {
 		return strings.Compare(l.ID, id)
 	})

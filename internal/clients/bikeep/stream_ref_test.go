@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/record"
 )
 
@@ -148,11 +150,32 @@ func diff(want, got outcome) string {
 			return fmt.Sprintf("element %d: reference %s, stream %s", i, want.classes[i], got.classes[i])
 		}
 	}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	p := health.Params{LockMismatchGrace: time.Minute, TransitionGrace: time.Minute, RentalMaxDuration: time.Hour}
 	for i := range want.devices {
+		a, b := health.ClassifyDevice(&want.full[i], now, p), health.Classify(&got.devices[i], now, p)
+		if !sameConditions(a, b) || health.CanSync(&want.devices[i]) != health.CanSync(&got.devices[i]) {
+			return fmt.Sprintf("device %d classified differently:\nreference %+v\nstream    %+v", i, a, b)
+		}
 		if !want.devices[i].Equal(&got.devices[i]) {
 			return fmt.Sprintf("device %d:\nreference %+v %+v\nstream    %+v %+v", i,
 				want.devices[i], want.devices[i].Undocumented(), got.devices[i], got.devices[i].Undocumented())
 		}
 	}
 	return ""
+}
+
+// sameConditions compares classifications; onsets as instants (the record
+// keeps UTC, the full device the offset it was sent with).
+func sameConditions(a, b []health.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Kind != y.Kind || x.Grace != y.Grace || x.Detail != y.Detail || !x.Onset.Equal(y.Onset) {
+			return false
+		}
+	}
+	return true
 }

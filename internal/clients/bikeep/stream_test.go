@@ -247,7 +247,7 @@ func TestListDecoderSharesUnchangedRecords(t *testing.T) {
 			t.Fatalf("unchanged location not shared: %v", err)
 		}
 	})
-	if allocs > 1 {
+	if allocs > 1 && !raceEnabled {
 		t.Errorf("%.0f allocations decoding an unchanged 50-device location, want at most 1", allocs)
 	}
 	changed := strings.Replace(string(bodies[0]), `"alias":"`+prev[3].Alias+`"`, `"alias":"RENAMED"`, 1)

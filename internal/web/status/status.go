@@ -21,6 +21,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -306,11 +307,11 @@ func rank(f health.Fault, exhausted bool) (int, string) {
 	}
 }
 
-func healthName(d *bikeep.Device) string {
-	if d.HeartbeatV2 == nil || d.HeartbeatV2.Health == "" {
+func healthName(d *record.Device) string {
+	if d.Health == record.HealthNone {
 		return "no data"
 	}
-	return string(d.HeartbeatV2.Health)
+	return d.HealthName()
 }
 
 func healthOrder(name string) string {

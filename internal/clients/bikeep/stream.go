@@ -66,8 +66,14 @@ type listState struct {
 	str  []byte
 	name []byte
 	tags []string
-	out  []record.Device
-	bad  []ItemError
+	// names is the fast path's scratch for member names.
+	names [][]byte
+	// none and noneOther are the zero values compared with when a device
+	// has no previous record; never written.
+	none      record.Device
+	noneOther record.Undocumented
+	out       []record.Device
+	bad       []ItemError
 	// prev is the location's previous records; byID indexes them when the
 	// order changed.
 	prev []record.Device
@@ -137,6 +143,9 @@ func (st *listState) decode(b []byte, prev []record.Device) ([]record.Device, er
 	clear(st.byID)
 	if err := requireObject(b); err != nil {
 		return nil, &DecodeError{Route: RouteLocationDevices, Err: err}
+	}
+	if st.fastList(b) {
+		return st.result()
 	}
 	// One strict pass over the whole body: what a healthy API sends. A
 	// syntax error inside an element (a duplicate key, invalid UTF-8) stops
@@ -506,14 +515,14 @@ func (e *elem) prevDev() *record.Device {
 	if e.prev != nil {
 		return e.prev
 	}
-	return &record.Device{}
+	return &e.st.none
 }
 
 func (e *elem) prevOther() *record.Undocumented {
 	if e.prev != nil && e.prev.Undocumented() != nil {
 		return e.prev.Undocumented()
 	}
-	return &record.Undocumented{}
+	return &e.st.noneOther
 }
 
 // device reads one element into d. The previous record is guessed from the

@@ -106,21 +106,24 @@ func stuckTransition(d *record.Device, now time.Time, p Params) (Condition, bool
 }
 
 // lockMismatch reports whether the logical state and the physical lock
-// disagree. Where there is no clear expectation it says no: a false
-// lock_mismatch would make fleetd send commands to a healthy lock.
+// disagree. The comparison is the same for every type with a lock: the
+// vendor's remark that BIKE_HOUSE_DOOR is "inverted" is about availability
+// (a door is available when LOCKED, its idle state), never about its lock
+// reading the opposite of its state, so an idle door is LOCKED/LOCKED like a
+// locker at rest. Only LOCKED and UNLOCKED are compared: ALLOCATED, BOOKED
+// and transitions have no settled expectation. Where there is no clear
+// expectation it says no: a false lock_mismatch would make fleetd send
+// commands to a healthy lock.
 func lockMismatch(d *record.Device) bool {
 	switch d.HardwareState {
 	case record.HardwareDisabled, record.HardwareDisabledLocking, record.HardwareDisabledUnlocking:
 		return false // operator intent: the lock is deliberately out of service
 	}
-	inverted := false
 	switch d.Type {
 	case record.TypeGuard:
 		return false // a gateway has no lock of its own
-	case record.TypeBikeHouseDoor:
-		inverted = true // available when LOCKED
 	case record.TypeNone, record.TypeOther:
-		return false // unknown (or empty) type: we cannot know its lock semantics
+		return false // unknown (or empty) type: we cannot know whether it has a lock
 	}
 	sv := d.State // StateNone when state is null
 	if sv != record.StateLocked && sv != record.StateUnlocked {
@@ -130,8 +133,7 @@ func lockMismatch(d *record.Device) bool {
 	if ls != record.LockLocked && ls != record.LockUnlocked {
 		return false
 	}
-	equal := (sv == record.StateLocked) == (ls == record.LockLocked)
-	return equal == inverted
+	return (sv == record.StateLocked) != (ls == record.LockLocked)
 }
 
 // hasUnknown is the allocation-free check behind unknown_state.

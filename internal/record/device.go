@@ -38,6 +38,11 @@ type Device struct {
 	// Commands is the set of documented command names the device offers.
 	Commands Commands
 
+	// HasState and HasHeartbeat tell an object that came, even empty, from
+	// a null or missing state and heartbeat_v2.
+	HasState     bool
+	HasHeartbeat bool
+
 	Type          DeviceType
 	Health        Health
 	HardwareState HardwareState
@@ -69,6 +74,7 @@ func (d *Device) Equal(o *Device) bool {
 	if d.ID != o.ID || d.Alias != o.Alias || d.Code != o.Code || d.HardwareID != o.HardwareID ||
 		d.StateChangedAt != o.StateChangedAt || d.StateTimeoutAt != o.StateTimeoutAt ||
 		d.DeadSince != o.DeadSince || d.Commands != o.Commands || d.Type != o.Type ||
+		d.HasState != o.HasState || d.HasHeartbeat != o.HasHeartbeat ||
 		d.Health != o.Health || d.HardwareState != o.HardwareState || d.State != o.State ||
 		d.LockState != o.LockState || d.SleepState != o.SleepState || d.PowerSave != o.PowerSave ||
 		!slices.Equal(d.Tags, o.Tags) {

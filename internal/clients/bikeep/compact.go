@@ -3,8 +3,6 @@ package bikeep
 import (
 	"fmt"
 
-	jsonv2 "github.com/go-json-experiment/json"
-
 	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/record"
 )
@@ -62,6 +60,7 @@ func (d *Device) Record() record.Device {
 		u.PowerSave = name(string(d.PowerSaveStrategy))
 	}
 	if st := d.State; st != nil {
+		c.HasState = true
 		c.State = record.ParseStateValue(string(st.Value))
 		if c.State == record.StateOther {
 			u.State = name(string(st.Value))
@@ -70,6 +69,7 @@ func (d *Device) Record() record.Device {
 		c.StateTimeoutAt = record.FromTime(st.TimeoutAt.Time)
 	}
 	if hb := d.HeartbeatV2; hb != nil {
+		c.HasHeartbeat = true
 		c.Health = record.ParseHealth(string(hb.Health))
 		if c.Health == record.HealthOther {
 			u.Health = name(string(hb.Health))
@@ -89,16 +89,4 @@ func Records(devs ...Device) []record.Device {
 		out[i] = devs[i].Record()
 	}
 	return out
-}
-
-// decodeDeviceElement decodes one data[] element as a strict JSON document
-// (RFC 7493: no duplicate member names, valid UTF-8; member names matched
-// exactly) into a Device. These are the element rules of the device walk.
-func decodeDeviceElement(raw []byte) (Device, error) {
-	var d Device
-	if string(raw) == "null" {
-		return d, fmt.Errorf("null device")
-	}
-	err := jsonv2.Unmarshal(raw, &d)
-	return d, err
 }

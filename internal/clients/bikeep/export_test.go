@@ -2,9 +2,8 @@ package bikeep
 
 // Exported for the external tests that need the simulator (which imports
 // this package).
-var (
-	DecodeDeviceElement = decodeDeviceElement
-	RequireObject       = requireObject
-)
 
-var DecodeDeviceList = decodeDeviceList
+// DecodeDeviceList is the full decoder, without shortening notes.
+func DecodeDeviceList(route string, b []byte) ([]Device, error) {
+	return decodeDeviceList(route, b, nil)
+}

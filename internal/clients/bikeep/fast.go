@@ -14,18 +14,21 @@ import (
 
 // The fast path decodes a body in which every element is a good device —
 // what a healthy API sends on every walk — with a hand-written scanner that
-// validates as strictly as jsontext (RFC 8259 grammar, valid UTF-8, no
-// duplicate member names) and produces the same records. It declines
-// (returns false) on anything else: a string with an escape, nesting deeper
-// than fastDepth, any element the rules refuse, any syntax error. Then the
-// jsontext passes decode the body from the start, so the fast path only
-// ever has to be right about what it accepts; the differential tests and
-// the fuzz target hold it to that.
+// validates strictly (RFC 8259 grammar, valid UTF-8, no duplicate member
+// names) and produces the records the full decoder would. It declines
+// (returns false) on anything it is not certain the full decoder reads the
+// same way: a string with an escape or over limits.MaxNameBytes, a member
+// name encoding/json would fold onto a known one, a repeated name, more
+// than maxTags tags, nesting deeper than fastDepth, any element the rules
+// refuse, any syntax error. Then the full decoder decodes the body, so the
+// fast path only ever has to be right about what it accepts; FuzzFastPath
+// and the differential tests hold it to that.
 //
-// Why: jsontext spends most of a walk validating names and strings token
-// by token (about 70 % of the walk's CPU); one pass over bytes already in
-// memory, with member names matched by a switch and checked for duplicates
-// by a bit set, does the same validation several times faster.
+// Why hand-written: decoding was ~70 % of the walk's CPU with jsontext
+// (github.com/go-json-experiment/json), most of it validating names and
+// strings token by token; one pass over bytes already in memory, strings
+// eight bytes at a time and member names matched by a switch with a bit
+// set for duplicates, does the same validation several times faster.
 
 // fastDepth bounds the nesting the fast path follows (the device itself is
 // depth 2); deeper bodies go to jsontext, which allows 10,000.
@@ -44,7 +47,7 @@ type scanner struct {
 func (st *listState) fastList(b []byte) bool {
 	s := scanner{b: b, st: st, names: st.names[:0]}
 	defer func() { clear(s.names); st.names = s.names[:0] }()
-	st.out, st.bad = st.out[:0], st.bad[:0]
+	st.out = st.out[:0]
 	s.ws()
 	if !s.eat('{') {
 		return false
@@ -53,7 +56,7 @@ func (st *listState) fastList(b []byte) bool {
 	mark := len(s.names)
 	ok := s.members(func(name []byte) bool {
 		if string(name) != "data" {
-			return s.unknown(mark, name) && s.skip(1)
+			return !s.folds(name, dataMember) && s.unknown(mark, name) && s.skip(1)
 		}
 		if seen {
 			return false
@@ -131,6 +134,24 @@ func (s *scanner) members(member func(name []byte) bool) bool {
 	}
 }
 
+// folds reports whether name, which matched no member exactly, could match
+// one the way encoding/json matches names (case-insensitively, with K and ſ
+// folding to k and s): then the full decoder would read it, and the fast
+// path declines.
+func (s *scanner) folds(name []byte, id func([]byte) int) bool {
+	s.st.lower = s.st.lower[:0]
+	for _, c := range name {
+		switch {
+		case c >= utf8.RuneSelf:
+			return true
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		s.st.lower = append(s.st.lower, c)
+	}
+	return id(s.st.lower) >= 0
+}
+
 // unknown records a name no bit set covers and reports whether it is new
 // among those recorded since mark.
 func (s *scanner) unknown(mark int, name []byte) bool {
@@ -158,6 +179,9 @@ func (s *scanner) str() ([]byte, bool) {
 		c := s.b[j]
 		switch {
 		case c == '"':
+			if j-start > limits.MaxNameBytes {
+				return nil, false // the full decoder shortens it and counts that
+			}
 			s.i = j + 1
 			return s.b[start:j], true
 		case c == '\\' || c < 0x20:
@@ -357,7 +381,7 @@ func (s *scanner) object(id func([]byte) int, member func(int) bool) bool {
 	ok := s.members(func(name []byte) bool {
 		k := id(name)
 		if k < 0 {
-			return s.unknown(mark, name) && s.skip(3)
+			return !s.folds(name, id) && s.unknown(mark, name) && s.skip(3)
 		}
 		if seen&(1<<k) != 0 {
 			return false
@@ -498,6 +522,13 @@ func ruleOf(k int) int {
 	return fBool
 }
 
+func dataMember(name []byte) int {
+	if string(name) == "data" {
+		return 0
+	}
+	return -1
+}
+
 // The member ids of the nested objects, for object's duplicate check.
 func stateMember(name []byte) int {
 	switch string(name) {
@@ -615,7 +646,7 @@ func (s *scanner) device(i int) bool {
 	ok := s.members(func(name []byte) bool {
 		k := deviceMember(name)
 		if k < 0 {
-			return s.unknown(mark, name) && s.skip(2)
+			return !s.folds(name, deviceMember) && s.unknown(mark, name) && s.skip(2)
 		}
 		if seen&(1<<k) != 0 {
 			return false
@@ -668,6 +699,7 @@ func (s *scanner) device(i int) bool {
 			})
 		case fState:
 			d.State, d.StateChangedAt, d.StateTimeoutAt, other.State = 0, 0, 0, ""
+			d.HasState = s.peek() == '{'
 			return s.object(stateMember, func(m int) bool {
 				var ok bool
 				switch m {
@@ -685,6 +717,7 @@ func (s *scanner) device(i int) bool {
 			})
 		case fHeartbeatV2:
 			d.Health, d.DeadSince, other.Health = 0, 0, ""
+			d.HasHeartbeat = s.peek() == '{'
 			return s.object(heartbeatMember, func(m int) bool {
 				var ok bool
 				switch m {
@@ -735,8 +768,14 @@ func (s *scanner) device(i int) bool {
 			})
 		case fUser:
 			return s.object(userMember, func(int) bool { _, ok := s.text(); return ok })
-		case fPriceList, fLocation:
+		case fPriceList:
 			return s.object(refMember, func(int) bool { _, ok := s.text(); return ok })
+		case fLocation:
+			// location.id is held to limits.ID like the device's own.
+			return s.object(refMember, func(m int) bool {
+				b, ok := s.text()
+				return ok && (m != 0 || len(b) == 0 || limits.ID(unsafe.String(unsafe.SliceData(b), len(b))) == nil)
+			})
 		case fText:
 			_, ok := s.text()
 			return ok
@@ -750,8 +789,7 @@ func (s *scanner) device(i int) bool {
 	if !ok || !haveID || limits.ID(d.ID) != nil {
 		return false
 	}
-	e := elem{prev: prev, other: other}
-	e.finish(d)
+	finish(d, prev, other)
 	return true
 }
 
@@ -779,6 +817,9 @@ func (s *scanner) tags(d *record.Device, old []string) bool {
 			o := ""
 			if len(tags) < len(old) {
 				o = old[len(tags)]
+			}
+			if len(tags) == maxTags {
+				return false // the full decoder keeps the first maxTags and counts that
 			}
 			tags = append(tags, keep(b, o))
 			switch s.peek() {

@@ -3,11 +3,8 @@ package bikeep_test
 import (
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
-
-	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
@@ -33,69 +30,33 @@ type outcome struct {
 	full []bikeep.Device
 }
 
-// reference decodes body with the full decoder's rules, written plainly:
-// the envelope framed leniently (an element judges its own UTF-8 and
-// duplicate keys), each element decoded whole into a bikeep.Device by
-// decodeDeviceElement, then Compact.
+// reference decodes body with the full decoder (decodeDeviceList) and
+// compacts its devices with Device.Record: what the walk must get.
 func reference(body []byte) outcome {
-	if bikeep.RequireObject(body) != nil {
+	devs, err := bikeep.DecodeDeviceList(bikeep.RouteLocationDevices, body)
+	var pe *bikeep.PartialDecodeError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe):
+	default:
 		return outcome{list: failed}
 	}
-	dec := jsontext.NewDecoder(strings.NewReader(string(body)),
-		jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	var elems [][]byte
-	seen := 0
-	fail := func() outcome { return outcome{list: failed} }
-	if _, err := dec.ReadToken(); err != nil {
-		return fail()
-	}
-	for dec.PeekKind() != '}' {
-		tok, err := dec.ReadToken()
-		if err != nil {
-			return fail()
-		}
-		if tok.String() != "data" {
-			if dec.SkipValue() != nil {
-				return fail()
-			}
-			continue
-		}
-		seen++
-		v, err := dec.ReadValue()
-		if err != nil || v.Kind() != '[' {
-			return fail()
-		}
-		inner := jsontext.NewDecoder(strings.NewReader(string(v)),
-			jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-		inner.ReadToken()
-		for inner.PeekKind() != ']' {
-			e, err := inner.ReadValue()
-			if err != nil {
-				return fail()
-			}
-			elems = append(elems, append([]byte(nil), e...))
-		}
-	}
-	if _, err := dec.ReadToken(); err != nil {
-		return fail()
-	}
-	if _, err := dec.ReadToken(); err != io.EOF || seen != 1 {
-		return fail()
-	}
 	out := outcome{list: good}
-	for _, e := range elems {
-		d, err := bikeep.DecodeDeviceElement(e)
-		if err != nil {
-			out.classes = append(out.classes, undecodable)
-			continue
+	total := len(devs)
+	if pe != nil {
+		total = pe.Total
+	}
+	out.classes = make([]class, total)
+	for i := range out.classes {
+		out.classes[i] = good
+	}
+	if pe != nil {
+		for _, b := range pe.Bad {
+			out.classes[b.Index] = undecodable
 		}
-		c, err := d.Compact()
-		if err != nil {
-			out.classes = append(out.classes, undecodable)
-			continue
-		}
-		out.classes = append(out.classes, good)
-		out.devices = append(out.devices, c)
+	}
+	for _, d := range devs {
+		out.devices = append(out.devices, d.Record())
 		out.full = append(out.full, d)
 	}
 	return out

@@ -82,7 +82,7 @@ func simBodies(t testing.TB, locations, perLoc int) [][]byte {
 
 func TestListDecoderAgreesWithFullDecoderOnSimulatedFleet(t *testing.T) {
 	bodies := simBodies(t, 24, 40)
-	ld := bikeep.NewListDecoder(0)
+	ld := bikeep.NewListDecoder(0, nil)
 	kinds := map[string]bool{}
 	for i, b := range bodies {
 		want := reference(b)
@@ -134,11 +134,11 @@ func TestListDecoderHostileBodies(t *testing.T) {
 		{"data null", `{"data":null}`, failed, nil},
 		{"data missing", `{"uri":"u"}`, failed, nil},
 		{"data an object", `{"data":{}}`, failed, nil},
-		{"data twice", `{"data":[],"data":[` + device + `]}`, failed, nil},
-		{"truncated body", list(device, device)[:300], failed, nil},
+		{"data twice: the last one counts, as in encoding/json", `{"data":[],"data":[` + device + `]}`, good, []class{good}},
+		{"truncated body: the devices before the break, the rest unknown", list(device, device)[:600], good, []class{good, undecodable}},
 		{"trailing garbage", list(device) + `x`, failed, nil},
 		{"second top-level value", list(device) + `{}`, failed, nil},
-		{"nested past the depth limit", `{"data":[` + strings.Replace(device, `"alias"`, `"deep":`+deep+`,"alias"`, 1) + `]}`, failed, nil},
+		{"nested past the depth limit", `{"data":[` + strings.Replace(device, `"alias"`, `"deep":`+deep+`,"alias"`, 1) + `]}`, good, []class{undecodable}},
 		{"nested deep within the limit", list(strings.Replace(device, `"alias"`, `"deep":`+strings.Repeat(`[`, 500)+strings.Repeat(`]`, 500)+`,"alias"`, 1), device), good, []class{good, good}},
 		{"null element", list(device, `null`, device), good, []class{good, undecodable, good}},
 		{"wrong element types", list(`1`, `"x"`, `[]`, `true`, device), good, []class{undecodable, undecodable, undecodable, undecodable, good}},
@@ -151,26 +151,29 @@ func TestListDecoderHostileBodies(t *testing.T) {
 		{"timestamp after 2262", list(strings.Replace(device, `"dead_since":null`, `"dead_since":"9999-12-31T23:59:59Z"`, 1)), good, []class{undecodable}},
 		{"zero timestamp is none", list(strings.Replace(device, `"dead_since":null`, `"dead_since":"0001-01-01T00:00:00Z"`, 1)), good, []class{good}},
 		{"command value not a string", list(strings.Replace(device, `"lock":"https://x/lock"`, `"lock":1`, 1)), good, []class{undecodable}},
-		{"duplicate key", list(strings.Replace(device, `"alias":"KA-1"`, `"alias":"KA-1","alias":"KA-2"`, 1), device), good, []class{undecodable, good}},
-		{"duplicate id", list(strings.Replace(device, `"alias":"KA-1"`, `"id":"d2","alias":"KA-1"`, 1), device), good, []class{undecodable, good}},
-		{"duplicate command", list(strings.Replace(device, `"lock":"https://x/lock"`, `"lock":"a","lock":"b"`, 1), device), good, []class{undecodable, good}},
+		{"duplicate key: the last one counts, as in encoding/json", list(strings.Replace(device, `"alias":"KA-1"`, `"alias":"KA-1","alias":"KA-2"`, 1), device), good, []class{good, good}},
+		{"duplicate id: the last one counts", list(strings.Replace(device, `"alias":"KA-1"`, `"id":"d2","alias":"KA-1"`, 1), device), good, []class{good, good}},
+		{"duplicate command", list(strings.Replace(device, `"lock":"https://x/lock"`, `"lock":"a","lock":"b"`, 1), device), good, []class{good, good}},
 		{"invalid UTF-8 in id", list(strings.Replace(device, `"d1"`, "\"utf8-d1\xff\xfe\"", 1), device), good, []class{undecodable, good}},
-		{"invalid UTF-8 in an unread field", list(strings.Replace(device, `"code":"c"`, "\"code\":\"c\",\"comment\":\"\xff\"", 1), device), good, []class{undecodable, good}},
-		{"lone surrogate", list(strings.Replace(device, `"alias":"KA-1"`, `"alias":"\ud800"`, 1), device), good, []class{undecodable, good}},
+		{"invalid UTF-8 in an unread field is replaced", list(strings.Replace(device, `"code":"c"`, "\"code\":\"c\",\"comment\":\"\xff\"", 1), device), good, []class{good, good}},
+		{"lone surrogate in an alias is replaced", list(strings.Replace(device, `"alias":"KA-1"`, `"alias":"\ud800"`, 1), device), good, []class{good, good}},
+		{"lone surrogate in an id: U+FFFD is refused", list(strings.Replace(device, `"id":"d1"`, `"id":"\ud800"`, 1), device), good, []class{undecodable, good}},
 		{"invalid UTF-8 in the envelope", `{"uri":"` + "\xff" + `","data":[` + device + `]}`, good, []class{good}},
 		{"missing id", list(strings.Replace(device, `"id":"d1",`, ``, 1)), good, []class{undecodable}},
 		{"empty id", list(strings.Replace(device, `"id":"d1"`, `"id":""`, 1)), good, []class{undecodable}},
 		{"null id", list(strings.Replace(device, `"id":"d1"`, `"id":null`, 1)), good, []class{undecodable}},
 		{"id over its cap", list(strings.Replace(device, `"d1"`, `"`+strings.Repeat("i", 129)+`"`, 1), device), good, []class{undecodable, good}},
 		{"huge alias is capped", list(strings.Replace(device, `"KA-1"`, `"`+huge+`"`, 1)), good, []class{good}},
-		{"case-different key is another key", list(strings.Replace(device, `"id":"d1"`, `"ID":"d1"`, 1)), good, []class{undecodable}},
+		{"keys match case-insensitively, as in encoding/json", list(strings.Replace(device, `"id":"d1"`, `"ID":"d1"`, 1)), good, []class{good}},
+		{"location id held to limits.ID", list(strings.Replace(device, `"code":"c"`, `"code":"c","location":{"id":"`+strings.Repeat("l", 200)+`"}`, 1), device), good, []class{undecodable, good}},
+		{"more tags than kept", list(strings.Replace(device, `"tags":["a","b"]`, `"tags":[`+strings.Repeat(`"t",`, 80)+`"t"]`, 1)), good, []class{good}},
 		{"escaped key is the key", list(strings.Replace(device, `"alias":"KA-1"`, `"\u0061lias":"K\u0041-1"`, 1)), good, []class{good}},
 		{"unknown fields skipped", list(strings.Replace(device, `"code":"c"`, `"code":"c","future":{"a":[1,2,{"b":null}]}`, 1)), good, []class{good}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := []byte(tc.body)
 			want := reference(body)
-			got, err := streamed(bikeep.NewListDecoder(0), body, nil)
+			got, err := streamed(bikeep.NewListDecoder(0, nil), body, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +212,7 @@ func readFixture(t testing.TB, name string) []byte {
 }
 
 func TestListDecoderRecord(t *testing.T) {
-	devs, err := bikeep.NewListDecoder(0).Decode(strings.NewReader(list(
+	devs, err := bikeep.NewListDecoder(0, nil).Decode(strings.NewReader(list(
 		strings.Replace(device, `"type":"BIKE_DOCK"`, `"type":"TELEPORTER"`, 1))), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +239,7 @@ func TestListDecoderRecord(t *testing.T) {
 // per device; a changed device gets new strings only where it changed.
 func TestListDecoderSharesUnchangedRecords(t *testing.T) {
 	bodies := simBodies(t, 2, 50)
-	ld := bikeep.NewListDecoder(0)
+	ld := bikeep.NewListDecoder(0, nil)
 	prev, err := ld.DecodeBytes(bodies[0], nil)
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +282,7 @@ func FuzzListDecoder(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	ld := bikeep.NewListDecoder(1 << 20)
+	ld := bikeep.NewListDecoder(1<<20, nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want := reference(b)
 		got, err := streamed(ld, b, nil)
@@ -302,7 +305,7 @@ func FuzzListDecoder(f *testing.F) {
 
 func BenchmarkListDecoder(b *testing.B) {
 	bodies := simBodies(b, 2, 50)
-	ld := bikeep.NewListDecoder(0)
+	ld := bikeep.NewListDecoder(0, nil)
 	prev, _ := ld.DecodeBytes(bodies[0], nil)
 	b.SetBytes(int64(len(bodies[0])))
 	b.ReportAllocs()

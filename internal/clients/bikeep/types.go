@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/secret"
 )
@@ -229,12 +230,14 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return fmt.Errorf("timestamp %q: not RFC 3339", s)
+		shown, _ := limits.Text(s, 64) // the value ends up in a log line
+		return fmt.Errorf("timestamp %q: not RFC 3339", shown)
 	}
 	if !record.Representable(v) {
 		// Before 1970 or after 2262: vendor garbage, and beyond what the
 		// fleet's integer timestamps hold.
-		return fmt.Errorf("timestamp %q: %w", s, errTimeRange)
+		shown, _ := limits.Text(s, 64)
+		return fmt.Errorf("timestamp %q: %w", shown, errTimeRange)
 	}
 	t.Time = v
 	return nil

@@ -70,24 +70,14 @@ func (e *devEntry) fault(deviceID string) Fault {
 	}
 }
 
-// devRec is what rental matching needs to know about a device. Kept per
-// location in a reused slice: copying a few string headers per device is
-// cheaper than a map and does not tie the tracker to the caller's slice.
-type devRec struct {
-	id         string
-	alias      string
-	code       string
-	hardwareID string
-	tags       []string
-	typ        bikeep.DeviceType
-	lock       record.LockState
-	dead       bool
-}
-
 type locState struct {
-	seen    time.Time
-	devices []devRec
-	faults  map[devKey]*devEntry
+	seen time.Time
+	// observed and carried are the location's records of its last
+	// observation, for rental matching. Records are immutable and these are
+	// the caller's slices (shared with the snapshot): keeping them costs no
+	// copy of the fleet.
+	observed, carried []record.Device
+	faults            map[devKey]*devEntry
 }
 
 // NewTracker returns an empty tracker using p.
@@ -111,8 +101,9 @@ func (t *Tracker) SetParams(p Params) { t.p = p }
 // up here after being observed in another location carries its episodes
 // along.
 //
-// The tracker keeps the devices' strings and Tags slices (not the slice
-// itself) for rental matching; callers must not modify Tags afterwards.
+// The tracker keeps the records it is given (ObserveRecords and
+// ObservePartialRecords keep the caller's slices) for rental matching:
+// records are immutable, and callers must not modify them afterwards.
 //
 // The list must be complete: a device of the location missing from it is
 // taken as gone. For a list some of whose entries could not be read, use
@@ -157,15 +148,9 @@ func (t *Tracker) observe(now time.Time, locationID string, devices, carried []r
 	t.gen++
 	gen := t.gen
 	ls.seen = now
-	ls.devices = slices.Grow(ls.devices[:0], len(devices))
+	ls.observed, ls.carried = devices, carried
 	for i := range devices {
 		d := &devices[i]
-		dead := isDead(d)
-		typ := bikeep.DeviceType(d.TypeName())
-		ls.devices = append(ls.devices, devRec{
-			id: d.ID, alias: d.Alias, code: d.Code, hardwareID: d.HardwareID,
-			tags: d.Tags, typ: typ, lock: d.LockState, dead: dead,
-		})
 		conds := appendConditions(t.buf[:0], d, now, t.p)
 		t.buf = conds[:0]
 		for _, c := range conds {
@@ -188,19 +173,14 @@ func (t *Tracker) observe(now time.Time, locationID string, devices, carried []r
 			e.gen = gen
 			e.lastSeen = now
 			e.loc = locationID
-			e.alias, e.code, e.typ, e.dead = d.Alias, d.Code, typ, dead
+			e.alias, e.code, e.typ, e.dead = d.Alias, d.Code, bikeep.DeviceType(d.TypeName()), isDead(d)
 			ls.faults[k] = e
 		}
 	}
 	if len(carried) > 0 {
 		keep := make(map[string]bool, len(carried))
 		for i := range carried {
-			d := &carried[i]
-			keep[d.ID] = true
-			ls.devices = append(ls.devices, devRec{
-				id: d.ID, alias: d.Alias, code: d.Code, hardwareID: d.HardwareID,
-				tags: d.Tags, typ: bikeep.DeviceType(d.TypeName()), lock: d.LockState, dead: isDead(d),
-			})
+			keep[carried[i].ID] = true
 		}
 		for k, e := range ls.faults {
 			if e.gen != gen && keep[k.id] {
@@ -208,9 +188,6 @@ func (t *Tracker) observe(now time.Time, locationID string, devices, carried []r
 			}
 		}
 	}
-	// Drop references to devices gone from the listing, so their strings can
-	// be collected.
-	clear(ls.devices[len(ls.devices):cap(ls.devices)])
 	for k, e := range ls.faults {
 		if e.gen != gen {
 			delete(ls.faults, k)

@@ -45,9 +45,9 @@ func (c *runCmd) run() int {
 	if _, err := memlimit.Apply(memlimit.Options{Logger: log}); err != nil {
 		log.Warn("cannot read the cgroup memory limit; no soft memory limit set", "err", err)
 	}
-	cfg, err := config.Load(c.configFile)
-	if err != nil {
-		return exitError(c.stderr, err)
+	cfg, ok := loadConfig(c.stderr, c.configFile)
+	if !ok {
+		return 2
 	}
 	d, err := newDaemon(cfg, func() (*config.Config, error) { return config.Load(c.configFile) }, c.web, log)
 	if err != nil {

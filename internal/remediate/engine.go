@@ -16,6 +16,8 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/policy"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -34,7 +36,7 @@ type Options struct {
 	Policy    config.Remediation
 	Commander Commander
 	// Ledger is opened by the caller (OpenLedger) and outlives the engine.
-	Ledger *Ledger
+	Ledger store.Store
 	// Registerer receives the fleetd_remediation_* metrics; nil registers
 	// nothing.
 	Registerer prometheus.Registerer
@@ -193,7 +195,7 @@ const fleetScope = "fleet"
 // Engine is the remediation engine. All methods are safe for concurrent use.
 type Engine struct {
 	cmd          Commander
-	ledger       *Ledger
+	ledger       store.Store
 	log          *slog.Logger
 	now          func() time.Time
 	pollInterval time.Duration
@@ -252,7 +254,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
-	st, err := opts.Ledger.load()
+	st, err := opts.Ledger.Load(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +270,7 @@ func New(opts Options) (*Engine, error) {
 		policy:       opts.Policy,
 		excl:         newExclusions(opts.Policy.Exclude),
 		limiter:      rate.NewLimiter(opts.Policy.Rate.Limit(), burst(opts.Policy)),
-		pause:        st.pause,
+		pause:        st.Pause,
 		storms:       map[string]*storm{},
 		episodes:     map[episodeKey]*episodeRecord{},
 		devices:      map[string]time.Time{},
@@ -278,29 +280,29 @@ func New(opts Options) (*Engine, error) {
 		faulty:       map[string]int{},
 		sigs:         map[sigKey]sig{},
 	}
-	for _, s := range st.storms {
+	for _, s := range st.Storms {
 		if s.Scope == fleetScope {
 			e.fleetStorm = &storm{since: s.Since}
 		} else if id, ok := strings.CutPrefix(s.Scope, stormLocationPrefix); ok {
 			e.storms[id] = &storm{since: s.Since}
 		}
 	}
-	for i := range st.episodes {
-		r := st.episodes[i]
+	for i := range st.Episodes {
+		r := st.Episodes[i]
 		e.episodes[episodeKey{r.DeviceID, r.Fault, r.FirstSeen.UnixNano()}] = &r
 	}
-	for _, d := range st.devices {
+	for _, d := range st.Devices {
 		e.devices[d.DeviceID] = d.LastSend
 	}
-	for _, r := range st.commands {
+	for _, r := range st.Commands {
 		if r.Phase == phaseSending {
 			// fleetd died between the write-ahead record and the POST's
 			// answer: the command may exist. Never re-send; block the device.
 			r.Phase = phaseUnknown
 		}
-		c := &command{rec: r, key: r.key()}
+		c := &command{rec: r, key: r.Key()}
 		e.commands[c.key] = c
-		if r.inFlight() {
+		if r.InFlight() {
 			e.inflight[r.DeviceID] = c
 		}
 	}
@@ -312,7 +314,7 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	if len(e.commands) > 0 || len(e.episodes) > 0 || e.pause.Paused {
-		e.log.Info("remediation state loaded from ledger", "ledger", e.ledger.Path(),
+		e.log.Info("remediation state loaded from ledger", "ledger", e.ledger.String(),
 			"paused", e.pause.Paused, "episodes", len(e.episodes), "commands", len(e.commands),
 			"in_flight", len(e.inflight), "storms", len(e.storms)+btoi(e.fleetStorm != nil))
 	}
@@ -401,12 +403,12 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 	e.snap = snap
 	e.indexLocked(snap)
 
-	var ops []ledgerOp
+	var ops []store.Op
 	ops = e.verifyLocked(ctx, snap, ops)
 	ops = e.expireLocked(ctx, now, ops)
 	ops = e.endEpisodesLocked(ctx, snap, ops)
 	ops = e.stormsLocked(ctx, now, snap, ops)
-	if err := e.ledger.apply(ops...); err != nil {
+	if err := e.write(ops...); err != nil {
 		e.log.Error("remediation ledger update failed", "err", err)
 	}
 
@@ -495,7 +497,7 @@ func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault,
 	reason := e.gateLocked(pc, f, dev, ep, deviceID, locationID, kind, source)
 	switch reason {
 	case "":
-		d = e.sendLocked(ctx, pc.now, f, ep, d)
+		d = e.sendLocked(ctx, pc.now, f, d)
 	case ReasonDryRun:
 		d.Outcome = OutcomeDryRun
 		d.Attempt++
@@ -585,47 +587,34 @@ func (e *Engine) powerCycle(attempt int) bool {
 	return e.policy.PowerCycleFromAttempt > 0 && attempt >= e.policy.PowerCycleFromAttempt
 }
 
-// sendLocked records the attempt durably, then starts the POST in a
-// goroutine. The token has been spent by the rate gate.
-func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault, ep *episodeRecord, d Decision) Decision {
-	next := episodeRecord{DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault, FirstSeen: f.FirstSeen}
-	if ep != nil {
-		next = *ep
-		next.Alias, next.LocationID = d.Alias, d.LocationID
-	}
-	next.Attempts++
-	next.LastAttempt = now
-	rec := commandRecord{
-		DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault,
-		FirstSeen: f.FirstSeen, Attempt: next.Attempts, PowerCycle: e.powerCycle(next.Attempts),
-		SentAt: now, Phase: phaseSending, Source: d.Source,
-	}
-	key := rec.key()
-	if e.commands[key] != nil {
-		// Cannot happen (attempt numbers only grow), but never overwrite
-		// the record of a command that may exist.
-		d.Outcome, d.Reason = OutcomeSkipped, ReasonInFlight
-		e.m.skip(d.Reason)
-		return d
-	}
-	// Write-ahead: the attempt, the cooldown and the in-flight entry are on
-	// disk before anything leaves, so a crash can never cause a re-send.
-	err := e.ledger.apply(
-		putOp(bucketEpisodes, next.key(), &next),
-		putOp(bucketDevices, d.DeviceID, &deviceRecord{DeviceID: d.DeviceID, LastSend: now}),
-		putOp(bucketCommands, key, &rec),
-	)
-	if err != nil {
+// sendLocked records the attempt through the ledger's Reserve, which
+// re-checks the shared gates, then starts the POST in a goroutine. The
+// token has been spent by the rate gate.
+func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault, d Decision) Decision {
+	// Write-ahead: the attempt, the cooldown and the in-flight entry are
+	// durable before anything leaves, so a crash can never cause a re-send.
+	res, err := e.ledger.Reserve(ctx, store.Reservation{
+		Episode: episodeRecord{DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault, FirstSeen: f.FirstSeen},
+		Source:  d.Source, Now: now, Limits: policy.LimitsOf(e.policy),
+	})
+	switch {
+	case err != nil:
 		e.log.Error("remediation write-ahead failed; not sending", "device_id", d.DeviceID, "err", err)
 		d.Outcome, d.Reason = OutcomeSkipped, ReasonLedgerError
 		e.m.skip(d.Reason)
 		return d
+	case res.Refused != "":
+		// The ledger knows of an attempt this engine's memory does not.
+		d.Outcome, d.Reason = OutcomeSkipped, res.Refused
+		e.m.skip(d.Reason)
+		return d
 	}
+	next, rec := res.Episode, res.Command
 	e.episodes[episodeKey{next.DeviceID, next.Fault, next.FirstSeen.UnixNano()}] = &next
 	e.devices[d.DeviceID] = now
 	e.seq++
-	c := &command{rec: rec, key: key, seq: e.seq}
-	e.commands[key] = c
+	c := &command{rec: rec, key: rec.Key(), seq: e.seq}
+	e.commands[c.key] = c
 	e.inflight[d.DeviceID] = c
 	d.Outcome, d.Attempt, d.PowerCycle, d.seq = OutcomeSent, rec.Attempt, rec.PowerCycle, c.seq
 	if !e.goLocked(func() { e.send(c) }) {
@@ -746,7 +735,7 @@ func walkStart(snap *scrape.Snapshot, loc *scrape.LocationStatus) time.Time {
 
 // verifyLocked verifies each finished command once, on the first walk of
 // its location that started after the command ended.
-func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []store.Op) []store.Op {
 	for key, c := range e.commands {
 		if c.rec.Phase != phaseDone {
 			continue
@@ -761,7 +750,7 @@ func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []
 		}
 		e.m.verified.WithLabelValues(string(c.rec.Fault), result).Inc()
 		delete(e.commands, key)
-		ops = append(ops, delOp(bucketCommands, key))
+		ops = append(ops, store.DeleteCommand(key))
 		e.log.LogAttrs(ctx, slog.LevelInfo, "remediation verified", append(commandAttrs(&c.rec), slog.String("verified", result))...)
 	}
 	return ops
@@ -769,7 +758,7 @@ func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []
 
 // expireLocked drops unknown-outcome entries and device last-send times
 // once the cooldown after their send has passed.
-func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []ledgerOp) []ledgerOp {
+func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []store.Op) []store.Op {
 	cd := e.policy.Cooldown
 	for key, c := range e.commands {
 		if c.rec.Phase == phaseUnknown && now.Sub(c.rec.SentAt) >= cd {
@@ -777,14 +766,14 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []ledgerOp
 			if e.inflight[c.rec.DeviceID] == c {
 				delete(e.inflight, c.rec.DeviceID)
 			}
-			ops = append(ops, delOp(bucketCommands, key))
+			ops = append(ops, store.DeleteCommand(key))
 			e.log.LogAttrs(ctx, slog.LevelInfo, "remediation command with unknown outcome released after cooldown", commandAttrs(&c.rec)...)
 		}
 	}
 	for id, last := range e.devices {
 		if now.Sub(last) >= cd && e.inflight[id] == nil {
 			delete(e.devices, id)
-			ops = append(ops, delOp(bucketDevices, id))
+			ops = append(ops, store.DeleteDevice(id))
 		}
 	}
 	return ops
@@ -792,7 +781,7 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []ledgerOp
 
 // endEpisodesLocked ends every episode whose fault is absent from a fresh
 // walk of its Up location (a new episode of the same kind ends the old one).
-func (e *Engine) endEpisodesLocked(ctx context.Context, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+func (e *Engine) endEpisodesLocked(ctx context.Context, snap *scrape.Snapshot, ops []store.Op) []store.Op {
 	for k, ep := range e.episodes {
 		loc := findLocation(snap, ep.LocationID)
 		if loc == nil || !loc.Up {
@@ -802,7 +791,7 @@ func (e *Engine) endEpisodesLocked(ctx context.Context, snap *scrape.Snapshot, o
 			continue
 		}
 		delete(e.episodes, k)
-		ops = append(ops, delOp(bucketEpisodes, ep.key()))
+		ops = append(ops, store.DeleteEpisode(ep.Key()))
 		e.log.LogAttrs(ctx, slog.LevelInfo, "remediation fault episode ended",
 			slog.String("device_id", ep.DeviceID), slog.String("alias", ep.Alias),
 			slog.String("location_id", ep.LocationID), slog.String("fault", string(ep.Fault)),
@@ -813,7 +802,7 @@ func (e *Engine) endEpisodesLocked(ctx context.Context, snap *scrape.Snapshot, o
 
 // stormsLocked measures the faulty ratio per Up location and fleet-wide and
 // steps the storm state machines.
-func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []store.Op) []store.Op {
 	p := e.policy.Storm
 	clear(e.faulty)
 	var prevLoc, prevDev string
@@ -855,7 +844,7 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 }
 
 // stepStormLocked advances one scope's storm ("" = fleet).
-func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, over bool, bad, n int, ops []ledgerOp) []ledgerOp {
+func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, over bool, bad, n int, ops []store.Op) []store.Op {
 	s, scope := e.fleetStorm, fleetScope
 	if locationID != "" {
 		s, scope = e.storms[locationID], locationID
@@ -873,7 +862,7 @@ func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID 
 		s = &storm{since: now}
 		e.setStormLocked(locationID, s)
 		k := key()
-		ops = append(ops, putOp(bucketStorms, k, &stormRecord{Scope: k, Since: now}))
+		ops = append(ops, store.PutStorm(stormRecord{Scope: k, Since: now}))
 		e.log.LogAttrs(ctx, slog.LevelWarn, "remediation storm started: no new commands in this scope",
 			slog.String("scope", scope), slog.Int("faulty_devices", bad), slog.Int("devices", n),
 			slog.Float64("max_faulty_ratio", e.policy.Storm.MaxFaultyRatio))
@@ -902,11 +891,11 @@ func (e *Engine) setStormLocked(locationID string, s *storm) {
 	}
 }
 
-func (e *Engine) endStormLocked(ctx context.Context, now time.Time, s *storm, locationID, scope, key string, ops []ledgerOp) []ledgerOp {
+func (e *Engine) endStormLocked(ctx context.Context, now time.Time, s *storm, locationID, scope, key string, ops []store.Op) []store.Op {
 	e.setStormLocked(locationID, nil)
 	e.log.LogAttrs(ctx, slog.LevelInfo, "remediation storm ended", slog.String("scope", scope),
 		slog.Time("since", s.since), slog.Duration("duration", now.Sub(s.since)))
-	return append(ops, delOp(bucketStorms, key))
+	return append(ops, store.DeleteStorm(key))
 }
 
 // Pause stops all new commands until Resume; persisted in the ledger.
@@ -931,7 +920,7 @@ func (e *Engine) setPaused(paused bool, reason string) error {
 		return nil
 	}
 	rec := pauseRecord{Paused: paused, Reason: reason, Since: now}
-	if err := e.ledger.apply(putOp(bucketMeta, string(keyPause), &rec)); err != nil {
+	if err := e.write(store.SetPause(rec)); err != nil {
 		return err
 	}
 	e.pause = rec

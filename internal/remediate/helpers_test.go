@@ -15,6 +15,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -149,7 +150,7 @@ func testPolicy(dir string) config.Remediation {
 type env struct {
 	t      *testing.T
 	e      *Engine
-	ledger *Ledger
+	ledger *store.Bolt
 	clock  *fakeClock
 	cmd    *fakeCommander
 	reg    *prometheus.Registry

@@ -25,9 +25,8 @@ func Compile(p config.Remediation) *Rules {
 		return m
 	}
 	return &Rules{
-		Remediation: p,
-		Limits: Limits{Cooldown: p.Cooldown, MaxAttempts: p.MaxAttempts, MaxInFlight: p.MaxInFlight,
-			PowerCycleFromAttempt: p.PowerCycleFromAttempt},
+		Remediation:   p,
+		Limits:        LimitsOf(p),
 		exclLocations: set(p.Exclude.Locations),
 		exclTypes:     set(p.Exclude.DeviceTypes),
 		exclTags:      set(p.Exclude.Tags),
@@ -55,4 +54,10 @@ func (r *Rules) Excluded(locationID string, dev *bikeep.Device, f *health.Fault)
 		return r.exclTypes[string(f.DeviceType)]
 	}
 	return false
+}
+
+// LimitsOf gathers the limits of a remediation: section.
+func LimitsOf(p config.Remediation) Limits {
+	return Limits{Cooldown: p.Cooldown, MaxAttempts: p.MaxAttempts, MaxInFlight: p.MaxInFlight,
+		PowerCycleFromAttempt: p.PowerCycleFromAttempt}
 }

@@ -290,3 +290,28 @@ func TestReferenceDoc(t *testing.T) {
 		}
 	}
 }
+
+// TestOperationsTableOrder: the hand-written table of docs/operations.md
+// (which adds what an operator should do) lists every reason once, in
+// gate order.
+func TestOperationsTableOrder(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "| reason | means |"):
+			in = true
+		case in && strings.HasPrefix(line, "| `"):
+			got = append(got, strings.Trim(strings.Fields(line)[1], "`"))
+		case in && !strings.HasPrefix(line, "|"):
+			in = false
+		}
+	}
+	if want := SkipReasons(); !slices.Equal(got, want) {
+		t.Fatalf("docs/operations.md gate table:\n got %v\nwant %v", got, want)
+	}
+}

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"time"
+
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
@@ -60,4 +62,15 @@ func (r *Rules) Excluded(locationID string, dev *bikeep.Device, f *health.Fault)
 func LimitsOf(p config.Remediation) Limits {
 	return Limits{Cooldown: p.Cooldown, MaxAttempts: p.MaxAttempts, MaxInFlight: p.MaxInFlight,
 		PowerCycleFromAttempt: p.PowerCycleFromAttempt}
+}
+
+// BlackoutAt reports whether a blackout window is open at now. It parses
+// each window's cron spec, so a pass evaluates it once, not per fault.
+func (r *Rules) BlackoutAt(now time.Time) bool {
+	for _, b := range r.Blackout {
+		if b.Active(now) {
+			return true
+		}
+	}
+	return false
 }

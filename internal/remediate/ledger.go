@@ -38,5 +38,8 @@ type episodeKey struct {
 // write makes ops durable. The record of what already happened must not be
 // dropped because shutdown has begun, so it outlives the engine's context.
 func (e *Engine) write(ops ...store.Op) error {
+	if len(ops) == 0 {
+		return nil // most passes change nothing: not even a context to build
+	}
 	return e.ledger.Apply(context.WithoutCancel(e.ctx), ops...)
 }

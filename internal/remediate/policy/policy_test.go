@@ -315,3 +315,28 @@ func TestOperationsTableOrder(t *testing.T) {
 		t.Fatalf("docs/operations.md gate table:\n got %v\nwant %v", got, want)
 	}
 }
+
+func TestExclusion(t *testing.T) {
+	r := Compile(config.Remediation{Exclude: config.Exclude{Locations: []string{"L9"}, DeviceTypes: []string{"LOCKER"}, Tags: []string{"x", "y"}}})
+	dock := &bikeep.Device{Type: bikeep.TypeBikeDock, Tags: []string{"a", "y"}}
+	tests := []struct {
+		name string
+		loc  string
+		dev  *bikeep.Device
+		f    *health.Fault
+		want string
+	}{
+		{"location first", "L9", &bikeep.Device{Type: bikeep.TypeLocker}, nil, "location"},
+		{"device type", "L1", &bikeep.Device{Type: bikeep.TypeLocker, Tags: []string{"x"}}, nil, "device type"},
+		{"tag", "L1", dock, nil, "tag y"},
+		{"type from the fault without a device", "L1", nil, &health.Fault{DeviceType: bikeep.TypeLocker}, "device type"},
+		{"the device's type wins over the fault's", "L1", &bikeep.Device{Type: bikeep.TypeBikeDock}, &health.Fault{DeviceType: bikeep.TypeLocker}, ""},
+		{"none", "L1", &bikeep.Device{Type: bikeep.TypeBikeDock, Tags: []string{"a"}}, nil, ""},
+	}
+	for _, tc := range tests {
+		got := r.Exclusion(tc.loc, tc.dev, tc.f)
+		if got != tc.want || r.Excluded(tc.loc, tc.dev, tc.f) != (tc.want != "") {
+			t.Errorf("%s: Exclusion = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

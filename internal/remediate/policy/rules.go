@@ -35,27 +35,33 @@ func Compile(p config.Remediation) *Rules {
 	}
 }
 
-// Excluded reports whether remediation.exclude covers the device: by
-// location, by type (from the device, or from the fault when the device is
-// not in the snapshot) or by one of its tags.
+// Excluded reports whether remediation.exclude covers the device.
 func (r *Rules) Excluded(locationID string, dev *bikeep.Device, f *health.Fault) bool {
+	return r.Exclusion(locationID, dev, f) != ""
+}
+
+// Exclusion names the remediation.exclude rule that covers the device —
+// "location", "device type" (from the device, or from the fault when the
+// device is not in the snapshot) or "tag <tag>" — or returns "" when none
+// does, so a page can say why without matching the rules again.
+func (r *Rules) Exclusion(locationID string, dev *bikeep.Device, f *health.Fault) string {
 	if r.exclLocations[locationID] {
-		return true
+		return "location"
 	}
 	switch {
 	case dev != nil:
 		if r.exclTypes[string(dev.Type)] {
-			return true
+			return "device type"
 		}
 		for _, t := range dev.Tags {
 			if r.exclTags[t] {
-				return true
+				return "tag " + t
 			}
 		}
-	case f != nil:
-		return r.exclTypes[string(f.DeviceType)]
+	case f != nil && r.exclTypes[string(f.DeviceType)]:
+		return "device type"
 	}
-	return false
+	return ""
 }
 
 // LimitsOf gathers the limits of a remediation: section.

@@ -143,6 +143,7 @@ type Remediation struct {
 	Storm                 Storm         `yaml:"storm"`
 	Exclude               Exclude       `yaml:"exclude"`
 	Blackout              []Blackout    `yaml:"blackout"`
+	ForgetAfter           time.Duration `yaml:"forget_after"`
 	Ledger                string        `yaml:"ledger"`
 	Trigger               string        `yaml:"trigger"`
 }
@@ -205,9 +206,10 @@ func Default() *Config {
 				DeviceTypes: []string{},
 				Tags:        []string{NoAutoRemediationTag},
 			},
-			Blackout: []Blackout{},
-			Ledger:   DefaultLedger,
-			Trigger:  TriggerInternal,
+			Blackout:    []Blackout{},
+			ForgetAfter: 24 * time.Hour,
+			Ledger:      DefaultLedger,
+			Trigger:     TriggerInternal,
 		},
 	}
 }

@@ -14,4 +14,9 @@
 // (policy.Gates), which also generates docs/remediation-gates.md; the
 // ledger is a store.Store whose Reserve re-checks the shared gates and
 // records the attempt in one transaction.
+//
+// An episode is a (device, fault); it ends only on evidence — the device
+// listed without the fault, or missing from complete lists for
+// remediation.forget_after — so no glitch, restart or reload resets its
+// attempts.
 package remediate

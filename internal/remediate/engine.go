@@ -88,7 +88,10 @@ const (
 	ReasonExhausted      = "exhausted"
 	ReasonMaxInFlight    = "max_in_flight"
 	// ReasonStopped: the engine has shut down and starts no more commands.
-	ReasonStopped     = "stopped"
+	ReasonStopped = "stopped"
+	// ReasonThrottled: the vendor throttled a POST (no command was created,
+	// no attempt used) and every send is backing off.
+	ReasonThrottled   = "throttled"
 	ReasonRateLimited = "rate_limited"
 	ReasonDryRun      = "dry_run"
 	// ReasonLedgerError: the write-ahead record could not be made durable,
@@ -101,7 +104,7 @@ func SkipReasons() []string {
 	return []string{ReasonDisabled, ReasonTrigger, ReasonPaused, ReasonBlackout, ReasonExcluded,
 		ReasonNotActive, ReasonNotRecoverable, ReasonUnsupported, ReasonTooYoung, ReasonStorm,
 		ReasonInFlight, ReasonCooldown, ReasonExhausted, ReasonMaxInFlight, ReasonStopped,
-		ReasonRateLimited, ReasonDryRun, ReasonLedgerError}
+		ReasonThrottled, ReasonRateLimited, ReasonDryRun, ReasonLedgerError}
 }
 
 // Command results (fleetd_remediation_commands_total) and verification
@@ -111,8 +114,11 @@ const (
 	ResultError      = "error"
 	ResultTimeout    = "timeout"
 	ResultSendFailed = "send_failed"
-	ResultFixed      = "fixed"
-	ResultNotFixed   = "not_fixed"
+	// ResultUnknown: the command reported a state the API does not document
+	// and reached no documented end before its timeout.
+	ResultUnknown  = "unknown"
+	ResultFixed    = "fixed"
+	ResultNotFixed = "not_fixed"
 )
 
 // Decision is the outcome of one fault passing through the gates.
@@ -164,6 +170,13 @@ type command struct {
 	seq uint64 // the decision that sent it, for ring updates
 	// polling is set once a poller runs for it (guarded by Engine.mu).
 	polling bool
+	// prevAttempt and prevSend are the episode's last attempt and the
+	// device's last send before this one, to give them back if the vendor
+	// throttles the POST.
+	prevAttempt, prevSend time.Time
+	// odd: the latest state the vendor reported is undocumented; oddLogged:
+	// an undocumented state of this command has been logged.
+	odd, oddLogged bool
 }
 
 type storm struct {
@@ -216,21 +229,25 @@ type Engine struct {
 	pause      pauseRecord
 	fleetStorm *storm
 	storms     map[string]*storm // by location id
-	episodes   map[episodeKey]*episodeRecord
-	devices    map[string]time.Time // device id → last send
-	commands   map[string]*command  // by record key: in flight or awaiting verification
-	inflight   map[string]*command  // by device id
-	snap       *scrape.Snapshot
-	active     map[faultKey]*health.Fault // faults of Up locations in snap
-	faulty     map[string]int             // scratch: faulty devices per location
-	sigs       map[sigKey]sig
-	gen        uint64
-	ring       [ringSize]Decision
-	ringLen    int
-	ringNext   int
-	seq        uint64
-	running    bool
-	stopped    bool
+	episodes   map[faultKey]*episodeRecord
+	// backoffUntil: no POST before this, after the vendor throttled one;
+	// throttles counts consecutive throttled POSTs.
+	backoffUntil time.Time
+	throttles    int
+	devices      map[string]time.Time // device id → last send
+	commands     map[string]*command  // by record key: in flight or awaiting verification
+	inflight     map[string]*command  // by device id
+	snap         *scrape.Snapshot
+	active       map[faultKey]*health.Fault // faults of Up locations in snap
+	faulty       map[string]int             // scratch: faulty devices per location
+	sigs         map[sigKey]sig
+	gen          uint64
+	ring         [ringSize]Decision
+	ringLen      int
+	ringNext     int
+	seq          uint64
+	running      bool
+	stopped      bool
 }
 
 // New builds an engine and loads its state from the ledger. It performs no
@@ -272,7 +289,6 @@ func New(opts Options) (*Engine, error) {
 		limiter:      rate.NewLimiter(opts.Policy.Rate.Limit(), burst(opts.Policy)),
 		pause:        st.Pause,
 		storms:       map[string]*storm{},
-		episodes:     map[episodeKey]*episodeRecord{},
 		devices:      map[string]time.Time{},
 		commands:     map[string]*command{},
 		inflight:     map[string]*command{},
@@ -287,9 +303,11 @@ func New(opts Options) (*Engine, error) {
 			e.storms[id] = &storm{since: s.Since}
 		}
 	}
-	for i := range st.Episodes {
-		r := st.Episodes[i]
-		e.episodes[episodeKey{r.DeviceID, r.Fault, r.FirstSeen.UnixNano()}] = &r
+	var merge []store.Op
+	e.episodes, merge = indexEpisodes(st.Episodes)
+	if err := opts.Ledger.Apply(context.Background(), merge...); err != nil {
+		cancel()
+		return nil, fmt.Errorf("remediate: merge episodes: %w", err)
 	}
 	for _, d := range st.Devices {
 		e.devices[d.DeviceID] = d.LastSend
@@ -406,7 +424,7 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 	var ops []store.Op
 	ops = e.verifyLocked(ctx, snap, ops)
 	ops = e.expireLocked(ctx, now, ops)
-	ops = e.endEpisodesLocked(ctx, snap, ops)
+	ops = e.endEpisodesLocked(ctx, now, snap, ops)
 	ops = e.stormsLocked(ctx, now, snap, ops)
 	if err := e.write(ops...); err != nil {
 		e.log.Error("remediation ledger update failed", "err", err)
@@ -487,17 +505,14 @@ func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault,
 	case f != nil:
 		d.Alias = f.Alias
 	}
-	var ep *episodeRecord
-	if f != nil {
-		ep = e.episodes[episodeKey{deviceID, kind, f.FirstSeen.UnixNano()}]
-		if ep != nil {
-			d.Attempt = ep.Attempts
-		}
+	ep := e.episodes[faultKey{deviceID, kind}]
+	if ep != nil {
+		d.Attempt = ep.Attempts
 	}
 	reason := e.gateLocked(pc, f, dev, ep, deviceID, locationID, kind, source)
 	switch reason {
 	case "":
-		d = e.sendLocked(ctx, pc.now, f, d)
+		d = e.sendLocked(ctx, pc.now, f, ep, d)
 	case ReasonDryRun:
 		d.Outcome = OutcomeDryRun
 		d.Attempt++
@@ -551,6 +566,8 @@ func (e *Engine) gateLocked(pc *passCtx, f *health.Fault, dev *bikeep.Device, ep
 		return ReasonMaxInFlight
 	case e.stopped:
 		return ReasonStopped
+	case pc.now.Before(e.backoffUntil):
+		return ReasonThrottled
 	case p.DryRun:
 		// A dry run must not spend tokens: it only asks whether one is there.
 		if e.limiter.TokensAt(pc.now) < 1 {
@@ -590,7 +607,14 @@ func (e *Engine) powerCycle(attempt int) bool {
 // sendLocked records the attempt through the ledger's Reserve, which
 // re-checks the shared gates, then starts the POST in a goroutine. The
 // token has been spent by the rate gate.
-func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault, d Decision) Decision {
+func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault, ep *episodeRecord, d Decision) Decision {
+	// The ledger finds the episode by device and fault and keeps the
+	// first-seen time it started with; a new one starts at the fault's.
+	// prevAttempt is kept to give the attempt back if the POST is throttled.
+	var prevAttempt time.Time
+	if ep != nil {
+		prevAttempt = ep.LastAttempt
+	}
 	// Write-ahead: the attempt, the cooldown and the in-flight entry are
 	// durable before anything leaves, so a crash can never cause a re-send.
 	res, err := e.ledger.Reserve(ctx, store.Reservation{
@@ -610,10 +634,11 @@ func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault,
 		return d
 	}
 	next, rec := res.Episode, res.Command
-	e.episodes[episodeKey{next.DeviceID, next.Fault, next.FirstSeen.UnixNano()}] = &next
+	e.episodes[faultKey{next.DeviceID, next.Fault}] = &next
+	prevSend := e.devices[d.DeviceID]
 	e.devices[d.DeviceID] = now
 	e.seq++
-	c := &command{rec: rec, key: rec.Key(), seq: e.seq}
+	c := &command{rec: rec, key: rec.Key(), seq: e.seq, prevAttempt: prevAttempt, prevSend: prevSend}
 	e.commands[c.key] = c
 	e.inflight[d.DeviceID] = c
 	d.Outcome, d.Attempt, d.PowerCycle, d.seq = OutcomeSent, rec.Attempt, rec.PowerCycle, c.seq
@@ -745,8 +770,13 @@ func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []
 			continue
 		}
 		result := ResultFixed
-		if e.active[faultKey{c.rec.DeviceID, c.rec.Fault}] != nil {
+		switch {
+		case e.active[faultKey{c.rec.DeviceID, c.rec.Fault}] != nil:
 			result = ResultNotFixed
+		case findDevice(loc, c.rec.DeviceID) == nil:
+			// Absence is not a cure: wait for the device to be seen.
+			ops = e.dropUnverifiableLocked(ctx, key, c, loc, ops)
+			continue
 		}
 		e.m.verified.WithLabelValues(string(c.rec.Fault), result).Inc()
 		delete(e.commands, key)
@@ -775,27 +805,6 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []store.Op
 			delete(e.devices, id)
 			ops = append(ops, store.DeleteDevice(id))
 		}
-	}
-	return ops
-}
-
-// endEpisodesLocked ends every episode whose fault is absent from a fresh
-// walk of its Up location (a new episode of the same kind ends the old one).
-func (e *Engine) endEpisodesLocked(ctx context.Context, snap *scrape.Snapshot, ops []store.Op) []store.Op {
-	for k, ep := range e.episodes {
-		loc := findLocation(snap, ep.LocationID)
-		if loc == nil || !loc.Up {
-			continue // not observed: nothing is known
-		}
-		if f := e.active[faultKey{k.DeviceID, k.Fault}]; f != nil && f.FirstSeen.UnixNano() == k.FirstSeen {
-			continue
-		}
-		delete(e.episodes, k)
-		ops = append(ops, store.DeleteEpisode(ep.Key()))
-		e.log.LogAttrs(ctx, slog.LevelInfo, "remediation fault episode ended",
-			slog.String("device_id", ep.DeviceID), slog.String("alias", ep.Alias),
-			slog.String("location_id", ep.LocationID), slog.String("fault", string(ep.Fault)),
-			slog.Int("attempts", ep.Attempts))
 	}
 	return ops
 }

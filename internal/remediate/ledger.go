@@ -3,7 +3,6 @@ package remediate
 import (
 	"context"
 
-	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate/store"
 )
 
@@ -27,13 +26,6 @@ const (
 	phaseUnknown = store.PhaseUnknown
 	phaseDone    = store.PhaseDone
 )
-
-// episodeKey identifies a fault episode in memory.
-type episodeKey struct {
-	DeviceID  string
-	Fault     health.FaultKind
-	FirstSeen int64 // UnixNano; comparable and cheap
-}
 
 // write makes ops durable. The record of what already happened must not be
 // dropped because shutdown has begun, so it outlives the engine's context.

@@ -66,7 +66,15 @@ type LocationStatus struct {
 	Stale bool
 	// Devices is the last good device list (nil when stale or never walked).
 	Devices []bikeep.Device
+	// Undecodable is the number of list entries of the last walk that failed
+	// to decode: the list is partial, and a device missing from it proves
+	// nothing.
+	Undecodable int
 }
+
+// Complete reports whether the last walk of the location succeeded and
+// decoded every device: only then is a device's absence evidence.
+func (l *LocationStatus) Complete() bool { return l.Up && l.Undecodable == 0 }
 
 // OperatorStatus is the walk state and last good data of one COPRI operator.
 type OperatorStatus struct {

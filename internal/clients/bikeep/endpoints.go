@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+
+	"github.com/fleetd/fleetd/internal/clients/httpx"
+	"github.com/fleetd/fleetd/internal/clients/limits"
 )
 
 // ListLocations returns the locations visible to the operator
@@ -21,10 +24,17 @@ func (c *Client) ListLocations(ctx context.Context) ([]Location, error) {
 	if err := c.do(ctx, cl, &env); err != nil {
 		return nil, err
 	}
-	if env.Data == nil {
-		env.Data = []Location{}
+	locs := make([]Location, 0, len(env.Data))
+	for i := range env.Data {
+		// A location whose id cannot go into a URL cannot be walked: it is
+		// left out and said so, once per discovery.
+		if err := vetLocation(&env.Data[i], c.inst.ObserveTruncated); err != nil {
+			c.log.WarnContext(ctx, "bikeep: location left out: unusable id", "index", i, "err", err)
+			continue
+		}
+		locs = append(locs, env.Data[i])
 	}
-	return env.Data, nil
+	return locs, nil
 }
 
 // ListLocationDevices returns the devices of a location
@@ -44,7 +54,7 @@ func (c *Client) ListLocationDevices(ctx context.Context, locationID string) ([]
 	if err := c.do(ctx, cl, &raw); err != nil {
 		return nil, err
 	}
-	return decodeDeviceList(RouteLocationDevices, raw)
+	return decodeDeviceList(RouteLocationDevices, raw, c.inst.ObserveTruncated)
 }
 
 // GetDevice returns one device (GET /device/v1/devices/{id}).
@@ -57,6 +67,9 @@ func (c *Client) GetDevice(ctx context.Context, deviceID string) (*Device, error
 	cl := call{method: http.MethodGet, route: RouteDevice, path: "/device/v1/devices/" + id}
 	if err := c.do(ctx, cl, &d); err != nil {
 		return nil, err
+	}
+	if err := vetDevice(&d, c.inst.ObserveTruncated); err != nil {
+		return nil, &DecodeError{Route: RouteDevice, Err: err}
 	}
 	return &d, nil
 }
@@ -96,6 +109,10 @@ func (c *Client) SendCommand(ctx context.Context, deviceID string, req CommandRe
 	if err := c.do(ctx, cl, &cmd); err != nil {
 		return nil, err
 	}
+	if err := vetCommand(&cmd, c.inst.ObserveTruncated); err != nil {
+		// The POST was answered 2xx, so the command may exist: ambiguous.
+		return nil, c.ambiguousIf(cl, true, &DecodeError{Route: RouteDeviceCommands, Err: err})
+	}
 	return &cmd, nil
 }
 
@@ -110,12 +127,13 @@ func (c *Client) GetCommand(ctx context.Context, commandID string) (*Command, er
 	if err := c.do(ctx, cl, &raw); err != nil {
 		return nil, err
 	}
-	return decodeCommand(RouteCommand, raw)
+	return decodeCommand(RouteCommand, raw, c.inst.ObserveTruncated)
 }
 
 // decodeDeviceList decodes the {"data":[...],"uri":...} envelope, each
-// device on its own.
-func decodeDeviceList(route string, b []byte) ([]Device, error) {
+// device on its own. A device whose id fails limits.ID is undecodable;
+// display strings are shortened, each reported to note (which may be nil).
+func decodeDeviceList(route string, b []byte, note func(field string)) ([]Device, error) {
 	if err := requireObject(b); err != nil {
 		return nil, &DecodeError{Route: route, Err: err}
 	}
@@ -125,9 +143,10 @@ func decodeDeviceList(route string, b []byte) ([]Device, error) {
 	var fast struct {
 		Data []*Device `json:"data"`
 	}
-	if json.Unmarshal(b, &fast) == nil && !slices.Contains(fast.Data, nil) {
+	if json.Unmarshal(b, &fast) == nil && !slices.Contains(fast.Data, nil) && !slices.ContainsFunc(fast.Data, badIDs) {
 		devs := make([]Device, len(fast.Data))
 		for i, d := range fast.Data {
+			_ = vetDevice(d, note) // ids checked above: only shortens
 			devs[i] = *d
 		}
 		return devs, nil
@@ -151,6 +170,10 @@ func decodeDeviceList(route string, b []byte) ([]Device, error) {
 			bad = append(bad, ItemError{Index: i, ID: itemID(item), Err: err})
 			continue
 		}
+		if err := vetDevice(&d, note); err != nil {
+			bad = append(bad, ItemError{Index: i, ID: itemID(item), Err: err})
+			continue
+		}
 		devs = append(devs, d)
 	}
 	if len(bad) > 0 {
@@ -159,8 +182,17 @@ func decodeDeviceList(route string, b []byte) ([]Device, error) {
 	return devs, nil
 }
 
+// badIDs reports whether a decoded device's ids fail limits.ID.
+func badIDs(d *Device) bool {
+	if limits.ID(d.ID) != nil {
+		return true
+	}
+	return d.Location != nil && d.Location.ID != "" && limits.ID(d.Location.ID) != nil
+}
+
 // itemID extracts a string "id" from a list entry that failed to decode,
-// sanitized because it ends up in an error string.
+// sanitized because it ends up in an error string. An id that fails
+// limits.ID is not shown at all: the error says what is wrong with it.
 func itemID(item []byte) string {
 	var v struct {
 		ID json.RawMessage `json:"id"`
@@ -169,17 +201,21 @@ func itemID(item []byte) string {
 		return ""
 	}
 	var id string
-	if json.Unmarshal(v.ID, &id) != nil {
+	if json.Unmarshal(v.ID, &id) != nil || limits.ID(id) != nil {
 		return ""
 	}
-	return sanitize(id, 64, "")
+	return httpx.Sanitize(id, 64)
 }
 
-// decodeCommand decodes a command object.
-func decodeCommand(route string, b []byte) (*Command, error) {
+// decodeCommand decodes a command object, checks its ids and shortens its
+// strings (each reported to note, which may be nil).
+func decodeCommand(route string, b []byte, note func(field string)) (*Command, error) {
 	var cmd Command
 	if err := decodeInto(route, b, &cmd); err != nil {
 		return nil, err
+	}
+	if err := vetCommand(&cmd, note); err != nil {
+		return nil, &DecodeError{Route: route, Err: err}
 	}
 	return &cmd, nil
 }

@@ -86,6 +86,8 @@ func TestGateTable(t *testing.T) {
 		{"in-flight cap reached", func(in *Input) { in.Shared.InFlight = 10 }, ReasonMaxInFlight},
 		{"in-flight cap not reached", func(in *Input) { in.Shared.InFlight = 9 }, ""},
 		{"stopped", func(in *Input) { in.Stopped = true }, ReasonStopped},
+		{"backing off", func(in *Input) { in.BackoffUntil = t0.Add(time.Nanosecond) }, ReasonThrottled},
+		{"backoff over", func(in *Input) { in.BackoffUntil = t0 }, ""},
 		{"bucket empty", func(in *Input) { in.Tokens = 0.999 }, ReasonRateLimited},
 		{"dry run", withRules(func(p *config.Remediation) { p.DryRun = true }), ReasonDryRun},
 		// Order: each pair has both gates refusing; the earlier one wins.
@@ -105,7 +107,8 @@ func TestGateTable(t *testing.T) {
 		{"cooldown before exhausted", func(in *Input) { in.Shared.LastSend, in.Shared.Attempts = t0, 3 }, ReasonCooldown},
 		{"exhausted before in-flight cap", func(in *Input) { in.Shared.Attempts, in.Shared.InFlight = 3, 10 }, ReasonExhausted},
 		{"in-flight cap before stopped", func(in *Input) { in.Shared.InFlight, in.Stopped = 10, true }, ReasonMaxInFlight},
-		{"stopped before rate", func(in *Input) { in.Stopped, in.Tokens = true, 0 }, ReasonStopped},
+		{"stopped before throttled", func(in *Input) { in.Stopped, in.BackoffUntil = true, t0.Add(time.Hour) }, ReasonStopped},
+		{"throttled before rate", func(in *Input) { in.BackoffUntil, in.Tokens = t0.Add(time.Hour), 0 }, ReasonThrottled},
 		{"rate before dry run", func(in *Input) {
 			withRules(func(p *config.Remediation) { p.DryRun = true })(in)
 			in.Tokens = 0

@@ -176,7 +176,7 @@ const ringSize = 100
 
 // fleetScope is the storm scope label of the fleet-wide storm; a location
 // storm's scope is its location id.
-const fleetScope = "fleet"
+const fleetScope = policy.FleetScope
 
 // Engine is the remediation engine. All methods are safe for concurrent use.
 type Engine struct {
@@ -265,7 +265,6 @@ func New(opts Options) (*Engine, error) {
 		rules:        policy.Compile(opts.Policy),
 		gates:        policy.NewTable(),
 		limiter:      rate.NewLimiter(opts.Policy.Rate.Limit(), burst(opts.Policy)),
-		pause:        st.Pause,
 		storms:       map[string]*storm{},
 		devices:      map[string]time.Time{},
 		commands:     map[string]*command{},
@@ -274,33 +273,9 @@ func New(opts Options) (*Engine, error) {
 		faulty:       map[string]int{},
 		sigs:         map[sigKey]sig{},
 	}
-	for _, s := range st.Storms {
-		if s.Scope == fleetScope {
-			e.fleetStorm = &storm{Since: s.Since}
-		} else if id, ok := strings.CutPrefix(s.Scope, stormLocationPrefix); ok {
-			e.storms[id] = &storm{Since: s.Since}
-		}
-	}
-	var merge []store.Op
-	e.episodes, merge = indexEpisodes(st.Episodes)
-	if err := opts.Ledger.Apply(context.Background(), merge...); err != nil {
+	if err := e.restore(st); err != nil {
 		cancel()
-		return nil, fmt.Errorf("remediate: merge episodes: %w", err)
-	}
-	for _, d := range st.Devices {
-		e.devices[d.DeviceID] = d.LastSend
-	}
-	for _, r := range st.Commands {
-		if r.Phase == phaseSending {
-			// fleetd died between the write-ahead record and the POST's
-			// answer: the command may exist. Never re-send; block the device.
-			r.Phase = phaseUnknown
-		}
-		c := &command{rec: r, key: r.Key()}
-		e.commands[c.key] = c
-		if r.InFlight() {
-			e.inflight[r.DeviceID] = c
-		}
+		return nil, err
 	}
 	e.m = newMetrics(e)
 	if opts.Registerer != nil {
@@ -309,17 +284,8 @@ func New(opts Options) (*Engine, error) {
 			return nil, err
 		}
 	}
-	if len(e.commands) > 0 || len(e.episodes) > 0 || e.pause.Paused {
-		e.log.Info("remediation state loaded from ledger", "ledger", e.ledger.String(),
-			"paused", e.pause.Paused, "episodes", len(e.episodes), "commands", len(e.commands),
-			"in_flight", len(e.inflight), "storms", len(e.storms)+btoi(e.fleetStorm != nil))
-	}
 	return e, nil
 }
-
-const stormLocationPrefix = "location:"
-
-func stormKey(locationID string) string { return stormLocationPrefix + locationID }
 
 func checkPolicy(p config.Remediation) error {
 	switch p.Trigger {
@@ -784,7 +750,7 @@ func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID 
 		if locationID == "" {
 			return fleetScope
 		}
-		return stormKey(locationID)
+		return store.LocationScope(locationID)
 	}
 	var cur storm
 	if s != nil {

@@ -60,9 +60,8 @@ func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot) *status.Remed
 	if st.PausedSince != nil {
 		out.PausedSince = *st.PausedSince
 	}
-	ratios := faultyRatios(snap)
 	for _, s := range st.Storms {
-		out.Storms = append(out.Storms, status.Storm{Scope: s.Scope, Since: s.Since, Ratio: ratios[s.Scope]})
+		out.Storms = append(out.Storms, status.Storm{Scope: s.Scope, Since: s.Since, Ratio: s.Ratio})
 	}
 	for _, x := range st.Exhausted {
 		out.Exhausted = append(out.Exhausted, status.Exhausted{
@@ -83,36 +82,6 @@ func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot) *status.Remed
 			Source: d.Source, Outcome: d.Outcome, Reason: d.Reason, Attempt: d.Attempt, PowerCycle: d.PowerCycle,
 			CommandID: d.CommandID, Result: d.Result,
 		})
-	}
-	return out
-}
-
-// faultyRatios is the share of devices with a fault, per location id and for
-// "fleet" over the locations that are up — what a storm is measured on.
-func faultyRatios(snap *scrape.Snapshot) map[string]float64 {
-	out := map[string]float64{}
-	if snap == nil {
-		return out
-	}
-	faulty := map[string]map[string]bool{}
-	for _, f := range snap.Faults {
-		if faulty[f.LocationID] == nil {
-			faulty[f.LocationID] = map[string]bool{}
-		}
-		faulty[f.LocationID][f.DeviceID] = true
-	}
-	var all, bad int
-	for _, l := range snap.Locations {
-		if !l.Up || len(l.Devices) == 0 {
-			continue
-		}
-		n := len(faulty[l.ID])
-		out[l.ID] = float64(n) / float64(len(l.Devices))
-		all += len(l.Devices)
-		bad += n
-	}
-	if all > 0 {
-		out["fleet"] = float64(bad) / float64(all)
 	}
 	return out
 }

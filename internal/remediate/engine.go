@@ -698,7 +698,6 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []store.Op
 // stormsLocked measures the faulty ratio per Up location and fleet-wide and
 // steps the storm state machines.
 func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []store.Op) []store.Op {
-	p := e.policy.Storm
 	clear(e.faulty)
 	var prevLoc, prevDev string
 	for i := range snap.Faults {
@@ -719,27 +718,25 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 		n, bad := len(loc.Devices), e.faulty[loc.ID]
 		fleetDevices += n
 		fleetFaulty += bad
-		over := policy.Over(bad, n, p)
 		if e.storms[loc.ID] != nil {
 			seen++
 		}
-		ops = e.stepStormLocked(ctx, now, loc.ID, over, bad, n, ops)
+		ops = e.stepStormLocked(ctx, now, loc.ID, policy.Measure{Faulty: bad, Devices: n}, ops)
 	}
 	if seen < len(e.storms) {
 		// A location gone from the snapshot has no faults to measure: its
 		// storm winds down through the normal hold-below period.
 		for id := range e.storms {
 			if findLocation(snap, id) == nil {
-				ops = e.stepStormLocked(ctx, now, id, false, 0, 0, ops)
+				ops = e.stepStormLocked(ctx, now, id, policy.Measure{}, ops)
 			}
 		}
 	}
-	over := policy.Over(fleetFaulty, fleetDevices, p)
-	return e.stepStormLocked(ctx, now, "", over, fleetFaulty, fleetDevices, ops)
+	return e.stepStormLocked(ctx, now, "", policy.Measure{Faulty: fleetFaulty, Devices: fleetDevices}, ops)
 }
 
 // stepStormLocked advances one scope's storm ("" = fleet).
-func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, over bool, bad, n int, ops []store.Op) []store.Op {
+func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, m policy.Measure, ops []store.Op) []store.Op {
 	s, scope := e.fleetStorm, fleetScope
 	if locationID != "" {
 		s, scope = e.storms[locationID], locationID
@@ -756,7 +753,7 @@ func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID 
 	if s != nil {
 		cur = *s
 	}
-	next, ev := cur.Step(now, over, e.policy.Storm.Cooldown)
+	next, ev := cur.Step(now, m, e.policy.Storm)
 	switch ev {
 	case policy.StormStarted:
 		started := next // only a new storm is allocated: this runs per location per walk
@@ -764,7 +761,7 @@ func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID 
 		k := key()
 		ops = append(ops, store.PutStorm(stormRecord{Scope: k, Since: now}))
 		e.log.LogAttrs(ctx, slog.LevelWarn, "remediation storm started: no new commands in this scope",
-			slog.String("scope", scope), slog.Int("faulty_devices", bad), slog.Int("devices", n),
+			slog.String("scope", scope), slog.Int("faulty_devices", m.Faulty), slog.Int("devices", m.Devices),
 			slog.Float64("max_faulty_ratio", e.policy.Storm.MaxFaultyRatio))
 	case policy.StormEnded:
 		ops = e.endStormLocked(ctx, now, cur, locationID, scope, key(), ops)

@@ -221,9 +221,10 @@ func TestExplain(t *testing.T) {
 
 func TestStormStep(t *testing.T) {
 	const cd = 10 * time.Minute
+	over, calm := Measure{Faulty: 3, Devices: 10}, Measure{Faulty: 2, Devices: 10} // limit 0.25
 	type step struct {
 		at   time.Duration
-		over bool
+		m    Measure
 		want StormEvent
 		// active after the step
 		active bool
@@ -233,40 +234,43 @@ func TestStormStep(t *testing.T) {
 		cooldown time.Duration
 		steps    []step
 	}{
-		{"calm stays calm", cd, []step{{0, false, StormUnchanged, false}}},
-		{"starts at once", cd, []step{{0, true, StormStarted, true}, {time.Minute, true, StormUnchanged, true}}},
+		{"calm stays calm", cd, []step{{0, calm, StormUnchanged, false}}},
+		{"starts at once", cd, []step{{0, over, StormStarted, true}, {time.Minute, over, StormUnchanged, true}}},
 		{"holds below for the cooldown", cd, []step{
-			{0, true, StormStarted, true}, {time.Minute, false, StormUnchanged, true},
-			{time.Minute + cd - 1, false, StormUnchanged, true}, {time.Minute + cd, false, StormEnded, false}}},
+			{0, over, StormStarted, true}, {time.Minute, calm, StormUnchanged, true},
+			{time.Minute + cd - 1, calm, StormUnchanged, true}, {time.Minute + cd, calm, StormEnded, false}}},
 		{"over again restarts the hold", cd, []step{
-			{0, true, StormStarted, true}, {time.Minute, false, StormUnchanged, true},
-			{5 * time.Minute, true, StormUnchanged, true}, {6 * time.Minute, false, StormUnchanged, true},
-			{time.Minute + cd, false, StormUnchanged, true}, {6*time.Minute + cd, false, StormEnded, false}}},
-		{"zero cooldown ends on the first calm walk", 0, []step{{0, true, StormStarted, true}, {time.Second, false, StormEnded, false}}},
+			{0, over, StormStarted, true}, {time.Minute, calm, StormUnchanged, true},
+			{5 * time.Minute, over, StormUnchanged, true}, {6 * time.Minute, calm, StormUnchanged, true},
+			{time.Minute + cd, calm, StormUnchanged, true}, {6*time.Minute + cd, calm, StormEnded, false}}},
+		{"zero cooldown ends on the first calm walk", 0, []step{{0, over, StormStarted, true}, {time.Second, calm, StormEnded, false}}},
+		{"too few devices never storm", cd, []step{{0, Measure{Faulty: 7, Devices: 7}, StormUnchanged, false}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			c := config.Storm{MaxFaultyRatio: 0.25, MinDevices: 8, Cooldown: tc.cooldown}
 			var s Storm
 			for i, st := range tc.steps {
 				var ev StormEvent
-				s, ev = s.Step(t0.Add(st.at), st.over, tc.cooldown)
-				if ev != st.want || s.Active() != st.active {
-					t.Fatalf("step %d: event %v active %v, want %v %v", i, ev, s.Active(), st.want, st.active)
+				s, ev = s.Step(t0.Add(st.at), st.m, c)
+				if ev != st.want || s.Active() != st.active || s.Last != st.m {
+					t.Fatalf("step %d: event %v active %v last %+v, want %v %v %+v", i, ev, s.Active(), s.Last, st.want, st.active, st.m)
 				}
 			}
 		})
 	}
 }
 
-func TestOver(t *testing.T) {
+func TestMeasure(t *testing.T) {
 	c := config.Storm{MaxFaultyRatio: 0.25, MinDevices: 8}
 	tests := []struct {
-		faulty, devices int
-		want            bool
-	}{{5, 20, false}, {6, 20, true}, {7, 7, false}, {3, 8, true}, {0, 0, false}}
+		m     Measure
+		ratio float64
+		over  bool
+	}{{Measure{5, 20}, 0.25, false}, {Measure{6, 20}, 0.3, true}, {Measure{7, 7}, 1, false}, {Measure{3, 8}, 0.375, true}, {Measure{0, 0}, 0, false}}
 	for _, tc := range tests {
-		if got := Over(tc.faulty, tc.devices, c); got != tc.want {
-			t.Errorf("Over(%d, %d) = %v", tc.faulty, tc.devices, got)
+		if r, o := tc.m.Ratio(), tc.m.Over(c); r != tc.ratio || o != tc.over {
+			t.Errorf("%+v: ratio %v over %v, want %v %v", tc.m, r, o, tc.ratio, tc.over)
 		}
 	}
 }

@@ -347,3 +347,46 @@ func TestExclusion(t *testing.T) {
 		}
 	}
 }
+
+// TestEpisodeStep: an episode ends on evidence only — seen without the
+// fault, or absent from complete lists for forget_after — and nothing else
+// (no data, a failed or partial list) moves it.
+func TestEpisodeStep(t *testing.T) {
+	const forget = 24 * time.Hour
+	type step struct {
+		at   time.Duration
+		ev   Evidence
+		want EpisodeEvent
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"no evidence changes nothing", []step{{0, EvidenceNone, EpisodeUnchanged}, {48 * time.Hour, EvidenceNone, EpisodeUnchanged}}},
+		{"still faulty", []step{{0, EvidenceFaulty, EpisodeUnchanged}}},
+		{"cured when seen without the fault", []step{{0, EvidenceFaulty, EpisodeUnchanged}, {time.Minute, EvidenceHealthy, EpisodeCured}}},
+		{"absent: the clock starts, then forgets", []step{{0, EvidenceAbsent, EpisodeMoved},
+			{forget - 1, EvidenceAbsent, EpisodeUnchanged}, {forget, EvidenceAbsent, EpisodeForgotten}}},
+		{"glitches do not stop the clock", []step{{0, EvidenceAbsent, EpisodeMoved},
+			{time.Hour, EvidenceNone, EpisodeUnchanged}, {forget, EvidenceAbsent, EpisodeForgotten}}},
+		{"seen with the fault again resets the clock", []step{{0, EvidenceAbsent, EpisodeMoved},
+			{time.Hour, EvidenceFaulty, EpisodeMoved}, {2 * time.Hour, EvidenceAbsent, EpisodeMoved},
+			{forget + time.Hour, EvidenceAbsent, EpisodeUnchanged}, {forget + 2*time.Hour, EvidenceAbsent, EpisodeForgotten}}},
+		{"cured while absent", []step{{0, EvidenceAbsent, EpisodeMoved}, {time.Hour, EvidenceHealthy, EpisodeCured}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var ep Episode
+			for i, st := range tc.steps {
+				var ev EpisodeEvent
+				ep, ev = ep.Step(st.ev, t0.Add(st.at), forget)
+				if ev != st.want {
+					t.Fatalf("step %d: %v, want %v", i, ev, st.want)
+				}
+				if (st.ev == EvidenceAbsent && ev == EpisodeMoved) != (!ep.AbsentSince.IsZero() && ep.AbsentSince.Equal(t0.Add(st.at))) {
+					t.Fatalf("step %d: absent since %v", i, ep.AbsentSince)
+				}
+			}
+		})
+	}
+}

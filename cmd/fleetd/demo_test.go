@@ -17,7 +17,8 @@ var demoMetrics = []string{
 	"fleetd_remediation_in_flight", "fleetd_remediation_storm_active", "fleetd_remediation_exhausted",
 	"fleetd_remediation_paused", "fleetd_alerts_received_total", "fleetd_alerts_rejected_total",
 	"fleet_devices", "fleet_device_faults", "fleet_device_fault_since_timestamp_seconds",
-	"fleet_location_up", "fleet_location_last_success_timestamp_seconds", "fleet_location_info",
+	"fleet_location_up", "fleet_location_partial", "fleetd_location_undecodable_devices_total",
+	"fleet_location_last_success_timestamp_seconds", "fleet_location_info",
 	"fleet_device_info", "fleet_device_health",
 	"copri_rentals", "copri_rental_fault_since_timestamp_seconds", "copri_bikes",
 	"fleetd_source_up", "fleetd_source_last_success_timestamp_seconds", "fleetd_source_walk_duration_seconds",
@@ -85,9 +86,28 @@ func TestDemoServesTheCatalog(t *testing.T) {
 		t.Fatalf("after 150s the demo's /metrics still lacked: %v", missing)
 	}
 	t.Run("no name drift in alerts and dashboards", func(t *testing.T) { checkNoDrift(t, seen) })
-	if page := fetch(t, url+"/"); !strings.Contains(page, "Faulty devices") {
+	page := fetch(t, url+"/")
+	if !strings.Contains(page, "Faulty devices") {
 		t.Errorf("status page at / missing:\n%s", page)
 	}
+	t.Run("status page names the failing location and keeps every fault kind", func(t *testing.T) {
+		for _, s := range []string{`id="locations"`, "HTTP 500", "1 of 20 locations failing", "12 expected"} {
+			if !strings.Contains(page, s) {
+				t.Errorf("status page lacks %q", s)
+			}
+		}
+		// Cured faults stay on the page for an hour, so every kind the
+		// metrics showed is still there, active or ended.
+		i, j := strings.Index(page, `<section id="faults">`), strings.Index(page, `<section id="rentals">`)
+		if i < 0 || j < i {
+			t.Fatal("no faults and ended sections")
+		}
+		for _, f := range demoFaultLabels {
+			if !strings.Contains(page[i:j], "<code>"+f+"</code>") {
+				t.Errorf("fault kind %s neither active nor ended on the status page", f)
+			}
+		}
+	})
 	if !strings.Contains(out.String(), url+"/metrics") {
 		t.Fatalf("demo did not print its metrics URL:\n%s", out.String())
 	}

@@ -143,9 +143,14 @@ type Remediation struct {
 	Storm                 Storm         `yaml:"storm"`
 	Exclude               Exclude       `yaml:"exclude"`
 	Blackout              []Blackout    `yaml:"blackout"`
-	ForgetAfter           time.Duration `yaml:"forget_after"`
 	Ledger                string        `yaml:"ledger"`
 	Trigger               string        `yaml:"trigger"`
+	// ForgetAfter is how long a fault episode outlives its device's absence:
+	// a device missing from complete lists of its location for this long is
+	// forgotten, episode and attempts included. Absence from failed or
+	// partial lists is no evidence at all (DESIGN.md, "Fault episodes end
+	// only on evidence").
+	ForgetAfter time.Duration `yaml:"forget_after"`
 }
 
 // Storm configures the storm brake, applied per location and fleet-wide.

@@ -76,6 +76,7 @@ func wantFull() *Config {
 		MinFaultAge:           0,
 		Cooldown:              90 * time.Minute,
 		MaxAttempts:           5,
+		ForgetAfter:           36 * time.Hour,
 		PowerCycleFromAttempt: 4,
 		Rate:                  Rate{Count: 100, Per: time.Hour},
 		MaxInFlight:           3,
@@ -90,9 +91,8 @@ func wantFull() *Config {
 			{Start: "0 23 * * *", Duration: 2 * time.Hour, Timezone: "Europe/Berlin"},
 			{Start: "30 6 * * 1-5", Duration: 15 * time.Minute, Timezone: "UTC"},
 		},
-		ForgetAfter: 24 * time.Hour,
-		Ledger:      "/tmp/fleetd-test/remediation.db",
-		Trigger:     TriggerBoth,
+		Ledger:  "/tmp/fleetd-test/remediation.db",
+		Trigger: TriggerBoth,
 	}
 	c.Metrics = Metrics{PerDevice: true}
 	return c

@@ -14,25 +14,31 @@ import (
 )
 
 // ListLocations returns the locations visible to the operator
-// (GET /location/v1/locations). A null data list is an empty result.
+// (GET /location/v1/locations). A "data" that is null or missing is a
+// *DecodeError, not an empty result: discovery would otherwise forget every
+// location on one glitching answer.
 func (c *Client) ListLocations(ctx context.Context) ([]Location, error) {
 	var env struct {
-		Data []Location `json:"data"`
-		URI  string     `json:"uri"`
+		Data *[]Location `json:"data"`
+		URI  string      `json:"uri"`
 	}
 	cl := call{method: http.MethodGet, route: RouteLocations, path: "/location/v1/locations"}
 	if err := c.do(ctx, cl, &env); err != nil {
 		return nil, err
 	}
-	locs := make([]Location, 0, len(env.Data))
-	for i := range env.Data {
+	if env.Data == nil {
+		return nil, &DecodeError{Route: RouteLocations, Err: errors.New(`"data" is null or missing`)}
+	}
+	data := *env.Data
+	locs := make([]Location, 0, len(data))
+	for i := range data {
 		// A location whose id cannot go into a URL cannot be walked: it is
 		// left out and said so, once per discovery.
-		if err := vetLocation(&env.Data[i], c.inst.ObserveTruncated); err != nil {
+		if err := vetLocation(&data[i], c.inst.ObserveTruncated); err != nil {
 			c.log.WarnContext(ctx, "bikeep: location left out: unusable id", "index", i, "err", err)
 			continue
 		}
-		locs = append(locs, env.Data[i])
+		locs = append(locs, data[i])
 	}
 	return locs, nil
 }
@@ -42,8 +48,11 @@ func (c *Client) ListLocations(ctx context.Context) ([]Location, error) {
 //
 // Devices are decoded one by one so that a single malformed entry does not
 // hide the others: then the good devices are returned together with a
-// *PartialDecodeError naming the bad entries. A body that is not the list
-// envelope at all is a *DecodeError with no devices.
+// *PartialDecodeError naming the bad entries (a body that breaks off inside
+// the list counts the entry where it breaks as bad). A body that is not the
+// list envelope is a *DecodeError with no devices; so is an envelope whose
+// "data" is null, missing or not an array, which says nothing about the
+// location's devices (an empty location answers "data":[]).
 func (c *Client) ListLocationDevices(ctx context.Context, locationID string) ([]Device, error) {
 	id, err := escapeID("location", locationID)
 	if err != nil {
@@ -133,6 +142,8 @@ func (c *Client) GetCommand(ctx context.Context, commandID string) (*Command, er
 // decodeDeviceList decodes the {"data":[...],"uri":...} envelope, each
 // device on its own. A device whose id fails limits.ID is undecodable;
 // display strings are shortened, each reported to note (which may be nil).
+// The result is exactly one of: the complete list and a nil error; the
+// devices that decoded and a *PartialDecodeError; nil and a *DecodeError.
 func decodeDeviceList(route string, b []byte, note func(field string)) ([]Device, error) {
 	if err := requireObject(b); err != nil {
 		return nil, &DecodeError{Route: route, Err: err}
@@ -143,7 +154,7 @@ func decodeDeviceList(route string, b []byte, note func(field string)) ([]Device
 	var fast struct {
 		Data []*Device `json:"data"`
 	}
-	if json.Unmarshal(b, &fast) == nil && !slices.Contains(fast.Data, nil) && !slices.ContainsFunc(fast.Data, badIDs) {
+	if json.Unmarshal(b, &fast) == nil && fast.Data != nil && !slices.Contains(fast.Data, nil) && !slices.ContainsFunc(fast.Data, badIDs) {
 		devs := make([]Device, len(fast.Data))
 		for i, d := range fast.Data {
 			_ = vetDevice(d, note) // ids checked above: only shortens
@@ -151,11 +162,8 @@ func decodeDeviceList(route string, b []byte, note func(field string)) ([]Device
 		}
 		return devs, nil
 	}
-	var env struct {
-		Data []json.RawMessage `json:"data"`
-		URI  string            `json:"uri"`
-	}
-	if err := json.Unmarshal(b, &env); err != nil {
+	env, cut, err := splitList(b)
+	if err != nil {
 		return nil, &DecodeError{Route: route, Err: err}
 	}
 	devs := make([]Device, 0, len(env.Data))
@@ -176,8 +184,13 @@ func decodeDeviceList(route string, b []byte, note func(field string)) ([]Device
 		}
 		devs = append(devs, d)
 	}
+	total := len(env.Data)
+	if cut != nil {
+		bad = append(bad, *cut)
+		total++
+	}
 	if len(bad) > 0 {
-		return devs, &PartialDecodeError{Route: route, Total: len(env.Data), Bad: bad}
+		return devs, &PartialDecodeError{Route: route, Total: total, Bad: bad}
 	}
 	return devs, nil
 }

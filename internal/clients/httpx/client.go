@@ -1,7 +1,6 @@
 package httpx
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,6 +11,8 @@ import (
 	"net/http/httptrace"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Policy says which failures of a request may be retried.
@@ -36,13 +37,16 @@ type Request struct {
 	Policy Policy
 }
 
-// Client sends requests with retries within the budget, honouring the
-// client-wide throttle. It never follows a redirect: an API that redirects
-// is misconfigured, and a redirect to another origin would carry the
-// credentials there. Safe for concurrent use.
+// Client sends requests through go-retryablehttp, which runs the attempts,
+// rewinds the body and sleeps between them; httpx supplies its policy:
+// CheckRetry classifies each outcome, feeds the client-wide throttle and
+// spends the retry budget, Backoff spaces out retries of failures,
+// PrepareRetry waits out the client-wide pause. It never follows a
+// redirect: an API that redirects is misconfigured, and a redirect to
+// another origin would carry the credentials there. Safe for concurrent use.
 type Client struct {
 	name     string
-	hc       *http.Client
+	rc       *retryablehttp.Client
 	inst     Instrumenter
 	log      *slog.Logger
 	maxBody  int64
@@ -75,9 +79,8 @@ func New(name string, s Settings, raCap time.Duration) *Client {
 	hc.Transport = &instrumentedTransport{base: base, inst: s.Instrumenter}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	raCap = min(raCap, MaxRetryAfter)
-	return &Client{
+	c := &Client{
 		name:     name,
-		hc:       &hc,
 		inst:     s.Instrumenter,
 		log:      s.Logger,
 		maxBody:  s.MaxBodyBytes,
@@ -88,6 +91,20 @@ func New(name string, s Settings, raCap time.Duration) *Client {
 		budget:   NewBudget(BudgetRatio, BudgetFloor, BudgetWindow, nil),
 		throttle: newThrottle(s.MinWait, s.MaxWait, s.Instrumenter),
 	}
+	c.rc = &retryablehttp.Client{
+		HTTPClient:     &hc,
+		RetryWaitMin:   s.MinWait,
+		RetryWaitMax:   s.MaxWait,
+		RetryMax:       s.MaxAttempts - 1,
+		RequestLogHook: c.beforeAttempt,
+		CheckRetry:     c.checkRetry,
+		Backoff:        backoff,
+		PrepareRetry:   c.prepareRetry,
+		ErrorHandler:   giveUp,
+		// No Logger: the library's lines carry the request URL (ids, a
+		// server's path); ours name the route template.
+	}
+	return c
 }
 
 // MaxBodyBytes is the body cap of the client.
@@ -96,77 +113,162 @@ func (c *Client) MaxBodyBytes() int64 { return c.maxBody }
 // Instrumenter is the client's observer.
 func (c *Client) Instrumenter() Instrumenter { return c.inst }
 
+// exchange is what the retry hooks know of one Do call. It travels in the
+// request's context, the one thing every hook is handed; the hooks of one
+// call run one after another, on Do's goroutine.
+type exchange struct {
+	req     Request
+	gotConn atomic.Bool // set by the trace, on the transport's goroutine
+	attempt int         // index of the attempt in flight
+	sent    bool        // the request may have reached the server
+	decided time.Time   // when the last retry was granted
+}
+
+type exchangeKey struct{}
+
+func exchangeOf(ctx context.Context) *exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return x
+}
+
 // Do sends r and returns the final response, which the caller must close.
 // sent reports whether the request may have reached the server (always
 // true once a response arrived). Errors carry no URL.
 func (c *Client) Do(ctx context.Context, r Request) (resp *http.Response, sent bool, err error) {
-	ctx = WithRoute(ctx, r.Route)
-	var gotConn atomic.Bool
+	x := &exchange{req: r}
+	ctx = context.WithValue(WithRoute(ctx, r.Route), exchangeKey{}, x)
 	if r.Policy == RetryUnsent {
 		// Once a connection is in hand the request may be written; before
 		// that (dial or DNS failure) it provably was not.
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) },
+			GotConn: func(httptrace.GotConnInfo) { x.gotConn.Store(true) },
 		})
 	}
 	c.budget.Request()
-	for attempt := 0; ; attempt++ {
-		if err := c.throttle.Wait(ctx); err != nil {
-			return nil, sent, err
-		}
-		req, err := http.NewRequestWithContext(ctx, r.Method, r.URL, bodyReader(r.Body))
-		if err != nil {
-			return nil, sent, StripURL(err)
-		}
-		for k, v := range r.Header {
-			req.Header[k] = v
-		}
-		resp, err := c.hc.Do(req)
-		var wait time.Duration
-		retry := false
-		if err != nil {
-			err = StripURL(err)
-			maybeSent := r.Policy != RetryUnsent || gotConn.Load() || !IsDialError(err)
-			sent = sent || maybeSent
-			retry = ctx.Err() == nil && retryableError(err) && (r.Policy == RetryIdempotent || !maybeSent)
-			wait = Jittered(c.minWait, c.maxWait, attempt)
-		} else {
-			sent = true
-			retry, wait = c.judge(r, resp, attempt)
-		}
-		if !retry || attempt+1 >= c.attempts {
-			return resp, sent, err
-		}
-		if !c.budget.Retry() {
-			c.log.DebugContext(ctx, c.name+": retry budget spent, not retrying", "route", r.Route, "method", r.Method)
-			return resp, sent, err
-		}
-		if resp != nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, ErrorBodyLimit))
-			resp.Body.Close()
-		}
-		c.inst.ObserveRetry(r.Route, r.Method)
-		c.log.DebugContext(ctx, c.name+": retrying request", "route", r.Route, "method", r.Method,
-			"attempt", attempt+2, "wait", wait)
-		if err := Sleep(ctx, wait); err != nil {
-			return nil, sent, err
-		}
+	if err := c.throttle.Wait(ctx); err != nil {
+		return nil, false, err
+	}
+	var body any // untyped nil: with a nil []byte the library attaches an empty body to a GET
+	if r.Body != nil {
+		body = r.Body
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, r.Method, r.URL, body)
+	if err != nil {
+		return nil, false, StripURL(err)
+	}
+	for k, v := range r.Header {
+		req.Header[k] = v
+	}
+	resp, err = c.rc.Do(req)
+	return resp, x.sent, StripURL(err)
+}
+
+// beforeAttempt learns which attempt is about to go out: CheckRetry is not
+// told.
+func (c *Client) beforeAttempt(_ retryablehttp.Logger, req *http.Request, attempt int) {
+	if x := exchangeOf(req.Context()); x != nil {
+		x.attempt = attempt
 	}
 }
 
-// judge decides whether an answer is retried and after how long, and feeds
-// the throttle: a 429 (or a 503 with Retry-After) to an idempotent request
-// pauses the client; a 429 to a command is the device's own throttle and
-// concerns no other request.
-func (c *Client) judge(r Request, resp *http.Response, attempt int) (bool, time.Duration) {
+// checkRetry decides after each attempt. A retry needs a retryable outcome
+// for the request's policy, an attempt left and room in the client's
+// budget; the library's own attempt limit is never what stops it, so no
+// budget is spent on a retry that would not be made.
+func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	x := exchangeOf(ctx)
+	if x == nil {
+		return false, nil
+	}
+	r := x.req
+	retry := false
+	if err != nil {
+		err = StripURL(err)
+		maybeSent := r.Policy != RetryUnsent || x.gotConn.Load() || !IsDialError(err)
+		x.sent = x.sent || maybeSent
+		retry = ctx.Err() == nil && retryableError(err) && (r.Policy == RetryIdempotent || !maybeSent)
+	} else {
+		x.sent = true
+		retry = c.judge(r, resp)
+	}
+	if !retry || x.attempt+1 >= c.attempts {
+		return false, nil
+	}
+	if !c.budget.Retry() {
+		c.log.DebugContext(ctx, c.name+": retry budget spent, not retrying", "route", r.Route, "method", r.Method)
+		return false, nil
+	}
+	if resp != nil {
+		// Read what an error envelope holds so the connection can be
+		// reused; the library's own drain stops at 4 KiB.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, ErrorBodyLimit))
+	}
+	c.inst.ObserveRetry(r.Route, r.Method)
+	x.decided = time.Now()
+	return true, nil
+}
+
+// prepareRetry runs after the backoff: the retry also waits out the
+// client-wide pause, which may have been set or extended meanwhile by
+// another request.
+func (c *Client) prepareRetry(req *http.Request) error {
+	ctx := req.Context()
+	if err := c.throttle.Wait(ctx); err != nil {
+		return err
+	}
+	if x := exchangeOf(ctx); x != nil {
+		c.log.DebugContext(ctx, c.name+": retrying request", "route", x.req.Route, "method", x.req.Method,
+			"attempt", x.attempt+2, "waited", time.Since(x.decided))
+	}
+	return nil
+}
+
+// backoff is the library's wait before retry number attempt+1. A throttled
+// answer (429, or Retry-After) waits for nothing here: the client-wide
+// pause it set holds the retry back in prepareRetry. Other failures wait
+// Jittered.
+func backoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
+	if throttled(resp) {
+		return 0
+	}
+	return Jittered(minWait, maxWait, attempt)
+}
+
+func throttled(resp *http.Response) bool {
+	if resp == nil {
+		return false
+	}
+	_, hasRA := RetryAfter(resp, time.Now())
+	return hasRA || resp.StatusCode == http.StatusTooManyRequests
+}
+
+// giveUp hands back the last outcome as it was: the final response of a
+// request out of attempts or budget (a 429, a 5xx) to be reported by the
+// caller, or the error that ended it. The library would turn the former
+// into an error and wrap both with the URL.
+func giveUp(resp *http.Response, err error, _ int) (*http.Response, error) {
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close() // already drained by the library
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// judge decides whether an answer is retried, and feeds the throttle: a
+// 429 (or a 503 with Retry-After) to an idempotent request pauses the
+// client, for its Retry-After clamped to the client's cap; a 429 to a
+// command is the device's own throttle and concerns no other request.
+func (c *Client) judge(r Request, resp *http.Response) bool {
 	code := resp.StatusCode
 	ra, hasRA := RetryAfter(resp, time.Now())
 	if r.Policy == RetryUnsent {
-		return false, 0
+		return false
 	}
 	if code < 500 && code != http.StatusTooManyRequests {
 		c.throttle.Succeeded()
-		return false, 0
+		return false
 	}
 	if code == http.StatusTooManyRequests || hasRA {
 		c.throttle.Throttled(min(ra, c.raCap), hasRA)
@@ -175,13 +277,11 @@ func (c *Client) judge(r Request, resp *http.Response, attempt int) (bool, time.
 	}
 	switch {
 	case hasRA && ra > MaxRetryAfter:
-		return false, 0 // the vendor asks for a long pause: report, do not wait
-	case hasRA, code == http.StatusTooManyRequests:
-		return true, 0 // the throttle holds the retry back
+		return false // the vendor asks for a long pause: report, do not wait
 	case code == http.StatusNotImplemented:
-		return false, 0
+		return false
 	}
-	return true, Jittered(c.minWait, c.maxWait, attempt)
+	return true
 }
 
 // retryableError leaves out failures a retry cannot cure.
@@ -189,13 +289,6 @@ func retryableError(err error) bool {
 	var cv *tls.CertificateVerificationError
 	var be *BackoffError
 	return !errors.As(err, &cv) && !errors.As(err, &be)
-}
-
-func bodyReader(b []byte) io.Reader {
-	if b == nil {
-		return nil
-	}
-	return bytes.NewReader(b)
 }
 
 // RefuseRedirect is a CheckRedirect for requests that must follow none (a

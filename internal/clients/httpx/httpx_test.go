@@ -3,6 +3,7 @@ package httpx
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -302,7 +303,7 @@ func TestRetryAfterCap(t *testing.T) {
 	t.Run("a 429 with Retry-After pauses the client for it", func(t *testing.T) {
 		c := New("test", Settings{}, RetryAfterUpToMaxWait)
 		resp := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"2"}}}
-		if retry, _ := c.judge(Request{Route: "/r"}, resp, 0); !retry {
+		if !c.judge(Request{Route: "/r"}, resp) {
 			t.Fatal("not retried")
 		}
 		if d := c.throttle.Remaining(); d < time.Second || d > 2*time.Second {
@@ -324,5 +325,217 @@ func TestThrottleWaitHonoursAPauseExtendedMeanwhile(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 160*time.Millisecond {
 		t.Fatalf("woke after %s, before the extended pause (170 ms) was over", waited)
+	}
+}
+
+// TestDo is the retry policy the engine applies, request by request: what
+// is retried, how often, what the caller gets back and whether it may have
+// been sent.
+func TestDo(t *testing.T) {
+	tests := []struct {
+		name       string
+		policy     Policy
+		method     string
+		statuses   []int // answers in order; the last repeats
+		header     http.Header
+		wantHits   int64
+		wantStatus int
+		wantSent   bool
+	}{
+		{"a 5xx is retried until it passes", RetryIdempotent, http.MethodGet, []int{500, 502, 200}, nil, 3, 200, true},
+		{"the last 5xx is handed back, not an error", RetryIdempotent, http.MethodGet, []int{503}, nil, 3, 503, true},
+		{"a 501 is final", RetryIdempotent, http.MethodGet, []int{501}, nil, 1, 501, true},
+		{"a 4xx is final", RetryIdempotent, http.MethodGet, []int{404}, nil, 1, 404, true},
+		{"a 429 is retried after the shared pause", RetryIdempotent, http.MethodGet, []int{429, 200}, nil, 2, 200, true},
+		{"a Retry-After beyond the maximum is reported, not waited",
+			RetryIdempotent, http.MethodGet, []int{429}, http.Header{"Retry-After": {"3600"}}, 1, 429, true},
+		{"a redirect is handed back, not followed", RetryIdempotent, http.MethodGet, []int{302}, http.Header{"Location": {"/elsewhere"}}, 1, 302, true},
+		{"a command that reached the server is not retried after a 5xx", RetryUnsent, http.MethodPost, []int{500, 200}, nil, 1, 500, true},
+		{"a command is not retried after a 429", RetryUnsent, http.MethodPost, []int{429, 200}, nil, 1, 429, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var hits atomic.Int64
+			var bodies sync.Map
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := hits.Add(1)
+				if r.URL.Path != "/r" {
+					t.Errorf("request to %s: a redirect was followed", r.URL.Path)
+				}
+				b := make([]byte, 64)
+				k, _ := r.Body.Read(b)
+				bodies.Store(n, string(b[:k]))
+				for k, v := range tc.header {
+					w.Header()[k] = v
+				}
+				w.WriteHeader(tc.statuses[min(int(n), len(tc.statuses))-1])
+			}))
+			defer srv.Close()
+			var s Settings
+			_ = s.SetHTTPClient(srv.Client())
+			_ = s.SetRetry(3, time.Millisecond, 2*time.Millisecond)
+			c := New("test", s, RetryAfterUpToMaxWait)
+			var body []byte
+			if tc.method == http.MethodPost {
+				body = []byte(`{"command":"sync-device"}`)
+			}
+			resp, sent, err := c.Do(context.Background(), Request{Method: tc.method, Route: "/r", URL: srv.URL + "/r", Body: body, Policy: tc.policy})
+			if err != nil {
+				t.Fatalf("Do: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus || sent != tc.wantSent || hits.Load() != tc.wantHits {
+				t.Fatalf("status %d, sent %v after %d requests; want %d, %v after %d",
+					resp.StatusCode, sent, hits.Load(), tc.wantStatus, tc.wantSent, tc.wantHits)
+			}
+			bodies.Range(func(k, v any) bool {
+				if v != string(body) {
+					t.Errorf("attempt %v carried body %q, want %q", k, v, body)
+				}
+				return true
+			})
+		})
+	}
+}
+
+// TestDoTransportErrors: a request that never left (nothing listens) may be
+// retried even when it is a command; errors name no URL.
+func TestDoTransportErrors(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL + "/secret-path/r"
+	srv.Close() // nothing listens there now: every dial is refused
+	for _, policy := range []Policy{RetryIdempotent, RetryUnsent} {
+		var s Settings
+		rec := &retryRec{}
+		_ = s.SetInstrumenter(rec)
+		_ = s.SetRetry(3, time.Millisecond, 2*time.Millisecond)
+		c := New("test", s, RetryAfterUpToMaxWait)
+		resp, sent, err := c.Do(context.Background(), Request{Method: http.MethodPost, Route: "/r", URL: url, Body: []byte("x"), Policy: policy})
+		if resp != nil || err == nil {
+			t.Fatalf("policy %d: resp %v, err %v; want an error", policy, resp, err)
+		}
+		if strings.Contains(err.Error(), "secret-path") {
+			t.Errorf("policy %d: error names the URL: %v", policy, err)
+		}
+		if policy == RetryUnsent && sent {
+			t.Errorf("a refused dial reported as maybe sent")
+		}
+		if n := rec.retries.Load(); n != 2 {
+			t.Errorf("policy %d: %d retries, want 2", policy, n)
+		}
+	}
+}
+
+type retryRec struct {
+	Nop
+	retries atomic.Int64
+}
+
+func (r *retryRec) ObserveRetry(string, string) { r.retries.Add(1) }
+
+// TestDoCommandAfterConnectionIsNotRetried: once the connection is in hand a
+// command may have been written, so a failure then is not retried.
+func TestDoCommandAfterConnectionIsNotRetried(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		hj, _ := w.(http.Hijacker)
+		conn, _, _ := hj.Hijack()
+		conn.Close() // the request arrived; the answer never does
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		policy   Policy
+		wantHits int64
+	}{{RetryUnsent, 1}, {RetryIdempotent, 3}} {
+		hits.Store(0)
+		var s Settings
+		_ = s.SetHTTPClient(srv.Client())
+		_ = s.SetRetry(3, time.Millisecond, 2*time.Millisecond)
+		c := New("test", s, RetryAfterUpToMaxWait)
+		_, sent, err := c.Do(context.Background(), Request{Method: http.MethodPost, Route: "/r", URL: srv.URL, Body: []byte("x"), Policy: tc.policy})
+		if err == nil || !sent || hits.Load() != tc.wantHits {
+			t.Errorf("policy %d: err %v, sent %v, %d requests; want an error, sent, %d requests", tc.policy, err, sent, hits.Load(), tc.wantHits)
+		}
+	}
+}
+
+// TestThrottleGaugeReturnsToZero: fleetd_api_backoff_seconds goes back to 0
+// with the first answer that is not throttled after the pause, also when the
+// pause came from a Retry-After or a success arrived during it (an alert
+// watches the gauge).
+func TestThrottleGaugeReturnsToZero(t *testing.T) {
+	tests := []struct {
+		name  string
+		ra    time.Duration
+		hasRA bool
+	}{
+		{"pause after a 429 without Retry-After", 0, false},
+		{"pause after a Retry-After", 5 * time.Second, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			rec := &backoffRec{}
+			th := newThrottle(time.Second, 8*time.Second, rec)
+			th.now = clk.Now
+			th.Throttled(tc.ra, tc.hasRA)
+			th.Succeeded() // an answer to a request sent before the 429
+			if rec.last() <= 0 {
+				t.Fatalf("gauge %s during the pause", rec.last())
+			}
+			clk.Advance(10 * time.Second)
+			th.Succeeded()
+			if got := rec.last(); got != 0 {
+				t.Fatalf("gauge %s after a success past the pause, want 0", got)
+			}
+			n := len(rec.Backoffs())
+			th.Succeeded()
+			if len(rec.Backoffs()) != n {
+				t.Fatal("every success reports the gauge again")
+			}
+		})
+	}
+}
+
+// TestFailedRequestKeepsThePool: a request that ends in an error (here its
+// deadline during the backoff) does not close the connections the client's
+// other requests reuse.
+func TestFailedRequestKeepsThePool(t *testing.T) {
+	var conns atomic.Int64
+	answered := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+			answered <- struct{}{}
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	var s Settings
+	_ = s.SetHTTPClient(srv.Client())
+	_ = s.SetRetry(2, time.Minute, time.Minute)
+	c := New("test", s, RetryAfterUpToMaxWait)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-answered
+		time.Sleep(50 * time.Millisecond) // the answer drained, the backoff begun
+		cancel()
+	}()
+	if _, _, err := c.Do(ctx, Request{Method: http.MethodGet, Route: "/fail", URL: srv.URL + "/fail"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do = %v, want the cancellation", err)
+	}
+	resp, _, err := c.Do(context.Background(), Request{Method: http.MethodGet, Route: "/ok", URL: srv.URL + "/ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for two requests in a row, want the first one reused", n)
 	}
 }

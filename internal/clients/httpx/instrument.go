@@ -47,7 +47,11 @@ func RouteOf(ctx context.Context) string {
 
 // instrumentedTransport reports every attempt that carries a route; the
 // others (a token request through the same transport, say) are not API
-// traffic.
+// traffic. It has no CloseIdleConnections on purpose: go-retryablehttp calls
+// it after every request that ends in an error (a reset, a deadline during
+// the backoff, a refusal while the client pauses), which would drop the
+// pooled connections of every other request of the client for one
+// request's failure.
 type instrumentedTransport struct {
 	base http.RoundTripper
 	inst Instrumenter
@@ -65,11 +69,4 @@ func (t *instrumentedTransport) RoundTrip(req *http.Request) (*http.Response, er
 		t.inst.ObserveRequest(route, req.Method, code, time.Since(start))
 	}
 	return resp, err
-}
-
-// CloseIdleConnections lets http.Client reach the base transport.
-func (t *instrumentedTransport) CloseIdleConnections() {
-	if ci, ok := t.base.(interface{ CloseIdleConnections() }); ok {
-		ci.CloseIdleConnections()
-	}
 }

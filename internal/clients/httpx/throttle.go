@@ -19,9 +19,10 @@ type Throttle struct {
 	inst             Instrumenter
 	now              func() time.Time
 
-	mu    sync.Mutex
-	until time.Time
-	level int
+	mu       sync.Mutex
+	until    time.Time
+	level    int
+	reported time.Duration // what the gauge shows
 }
 
 // BackoffError is a request refused without being sent: the client is
@@ -97,20 +98,25 @@ func (t *Throttle) Throttled(ra time.Duration, hasRA bool) {
 		t.level++
 	}
 	t.until = now.Add(d)
-	t.inst.ObserveBackoff(d)
+	t.report(d)
 }
 
-// Succeeded resets the doubling after a non-throttled answer.
+// Succeeded resets the doubling after a non-throttled answer, and the
+// gauge once the pause is over: a success that came in during the pause
+// (a request sent before it) leaves the gauge to the next one, but not
+// for ever.
 func (t *Throttle) Succeeded() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.level == 0 {
-		return
-	}
 	t.level = 0
-	if !t.now().Before(t.until) {
-		t.inst.ObserveBackoff(0)
+	if t.reported != 0 && !t.now().Before(t.until) {
+		t.report(0)
 	}
+}
+
+func (t *Throttle) report(d time.Duration) {
+	t.reported = d
+	t.inst.ObserveBackoff(d)
 }
 
 // Sleep waits d or until ctx is done.

@@ -52,7 +52,7 @@ func (a alertRemediator) Remediate(ctx context.Context, r alerts.Request) alerts
 }
 
 // statusRemediation renders the engine's state for the status page.
-func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot, policy config.Remediation) *status.Remediation {
+func statusRemediation(e *remediate.Engine, policy config.Remediation) *status.Remediation {
 	st := e.Status()
 	out := &status.Remediation{
 		Enabled: st.Enabled, DryRun: st.DryRun, Paused: st.Paused, PauseReason: st.PausedReason,

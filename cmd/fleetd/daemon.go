@@ -23,6 +23,7 @@ import (
 	"github.com/fleetd/fleetd/internal/exporter"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 	"github.com/fleetd/fleetd/internal/web"
 	"github.com/fleetd/fleetd/internal/web/status"
@@ -50,7 +51,7 @@ type daemon struct {
 	policy atomic.Pointer[config.Remediation]
 	// engine, ledger and cmd are nil when remediation is off at start.
 	engine *remediate.Engine
-	ledger *remediate.Ledger
+	ledger store.Store
 	cmd    *commander
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal
@@ -338,7 +339,7 @@ func (d *daemon) statusRemediation() *status.Remediation {
 	if d.engine == nil {
 		return nil
 	}
-	return statusRemediation(d.engine, d.scraper.Snapshot(), *d.policy.Load())
+	return statusRemediation(d.engine, *d.policy.Load())
 }
 
 // reload reads the config again and applies it without losing fleet state:

@@ -23,6 +23,7 @@ import (
 	"github.com/fleetd/fleetd/internal/exporter"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 	"github.com/fleetd/fleetd/internal/web"
 	"github.com/fleetd/fleetd/internal/web/status"
@@ -47,7 +48,7 @@ type daemon struct {
 	status *status.Handler
 	// engine, ledger and cmd are nil when remediation is off at start.
 	engine *remediate.Engine
-	ledger *remediate.Ledger
+	ledger store.Store
 	cmd    *commander
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal
@@ -351,7 +352,7 @@ func (d *daemon) statusRemediation() *status.Remediation {
 	if d.engine == nil {
 		return nil
 	}
-	return statusRemediation(d.engine, d.scraper.Snapshot(), d.cur.Load().cfg.Remediation)
+	return statusRemediation(d.engine, d.cur.Load().cfg.Remediation)
 }
 
 // handleReload is POST /-/reload (admin API only), as in Prometheus.

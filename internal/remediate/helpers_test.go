@@ -19,6 +19,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -155,7 +156,7 @@ type env struct {
 	p      config.Remediation
 	logs   *logBuffer
 	e      *Engine
-	ledger *Ledger
+	ledger *store.Bolt
 	clock  *fakeClock
 	cmd    *fakeCommander
 	reg    *prometheus.Registry
@@ -365,7 +366,7 @@ func (f *fleet) snap(now time.Time) *scrape.Snapshot {
 		ls := scrape.LocationStatus{ID: l.id, Up: l.up, Undecodable: l.undecodable}
 		for _, d := range l.devices {
 			if !l.hidden[d.ID] {
-				ls.Devices = append(ls.Devices, d)
+				ls.Devices = append(ls.Devices, d.Record())
 			}
 		}
 		if l.up {

@@ -5,15 +5,15 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/config"
+	"github.com/fleetd/fleetd/internal/remediate/policy"
 )
 
 // Policy is a remediation: section compiled once, when the config is
-// loaded: exclusions as sets and blackout windows parsed, so no gate
-// parses anything. An Engine applies a Policy whole (ApplyPolicy).
+// loaded: the gates' rules with exclusions as sets and blackout windows
+// parsed, so no gate parses anything. An Engine applies a Policy whole
+// (ApplyPolicy).
 type Policy struct {
-	cfg     config.Remediation
-	excl    exclusions
-	windows []config.Window
+	rules *policy.Rules
 }
 
 // CompilePolicy checks p and compiles it. It is the fallible half of a
@@ -22,19 +22,15 @@ func CompilePolicy(p config.Remediation) (*Policy, error) {
 	if err := checkPolicy(p); err != nil {
 		return nil, err
 	}
-	windows := make([]config.Window, 0, len(p.Blackout))
-	for i, b := range p.Blackout {
-		w, err := b.Window()
-		if err != nil {
-			return nil, fmt.Errorf("remediate: remediation.blackout[%d]: %w", i, err)
-		}
-		windows = append(windows, w)
+	rules, err := policy.CompileChecked(p)
+	if err != nil {
+		return nil, fmt.Errorf("remediate: %w", err)
 	}
-	return &Policy{cfg: p, excl: newExclusions(p.Exclude), windows: windows}, nil
+	return &Policy{rules: rules}, nil
 }
 
 // Config returns the remediation: section p was compiled from.
-func (p *Policy) Config() config.Remediation { return p.cfg }
+func (p *Policy) Config() config.Remediation { return p.rules.Remediation }
 
 // ApplyPolicy makes p the engine's policy. The ledger stays the one the
 // engine was built with (a daemon refuses a reload that moves it before it
@@ -47,10 +43,11 @@ func (e *Engine) ApplyPolicy(p *Policy) {
 }
 
 func (e *Engine) applyPolicyLocked(now time.Time, p *Policy) {
-	e.limiter.SetLimitAt(now, p.cfg.Rate.Limit())
-	e.limiter.SetBurstAt(now, burst(p.cfg))
-	e.excl, e.windows = p.excl, p.windows
+	cfg := p.rules.Remediation
+	e.limiter.SetLimitAt(now, cfg.Rate.Limit())
+	e.limiter.SetBurstAt(now, burst(cfg))
+	e.rules = p.rules
 	ledger := e.policy.Ledger
-	e.policy = p.cfg
+	e.policy = cfg
 	e.policy.Ledger = ledger // the ledger open is the one in force
 }

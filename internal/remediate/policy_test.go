@@ -48,15 +48,20 @@ func TestApplyPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.e.blackoutAt(now) {
+	blackout := func() bool {
+		v.e.mu.Lock()
+		defer v.e.mu.Unlock()
+		return v.e.passLocked(now).blackout
+	}
+	if blackout() {
 		t.Fatal("blackout before the policy applied")
 	}
 	v.e.ApplyPolicy(pol)
-	if !v.e.blackoutAt(now) || !v.e.Status().DryRun {
+	if !blackout() || !v.e.Status().DryRun {
 		t.Error("the applied policy is not in force")
 	}
 	v.e.mu.Lock()
-	excluded := v.e.excludedLocked("L9", nil, nil)
+	excluded := v.e.rules.Excluded("L9", nil, nil)
 	v.e.mu.Unlock()
 	if !excluded {
 		t.Error("the applied exclusions are not in force")

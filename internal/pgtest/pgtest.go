@@ -142,7 +142,10 @@ func (c *Cluster) Restart() {
 		"-p", strconv.Itoa(c.port),
 		"-k", c.dir,
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		// fsync off is safe for a test server: only the process is ever killed, never the
+		// machine, so the page cache keeps every commit. synchronous_commit stays on:
+		// the database-loss tests need what was committed to survive.
+		"-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200",
 	}, " ")
 	c.run("pg_ctl", "-D", c.data(), "-l", filepath.Join(c.dir, "log"), "-o", opts, "-w", "-t", "60", "start")

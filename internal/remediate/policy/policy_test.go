@@ -1,0 +1,292 @@
+package policy
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/config"
+	"github.com/fleetd/fleetd/internal/health"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/remediation-gates.md from the gate table")
+
+var t0 = time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)
+
+// passing returns an input every gate lets through, with the default
+// policy: a 10-minute-old hardware_error seen by 3 walks on a device that
+// offers sync-device, a full token bucket and no shared state.
+func passing() *Input {
+	p := config.Default().Remediation
+	dev := &bikeep.Device{ID: "d1", Type: bikeep.TypeLocker, Tags: []string{"zone-a"},
+		Commands: map[string]string{bikeep.CmdSyncDevice: "/c"}}
+	f := &health.Fault{Kind: health.HardwareError, DeviceID: "d1", LocationID: "L1", DeviceType: bikeep.TypeLocker,
+		Recoverable: true, FirstSeen: t0.Add(-10 * time.Minute), Walks: 3}
+	return &Input{Rules: Compile(p), Now: t0, Source: SourceWalk, Kind: f.Kind, LocationID: "L1",
+		Fault: f, Device: dev, Tokens: 1}
+}
+
+// TestGateTable sets up, for each gate, the smallest change to a passing
+// input that makes exactly that gate refuse, and checks the boundary that
+// lets it pass again.
+func TestGateTable(t *testing.T) {
+	withRules := func(mut func(*config.Remediation)) func(*Input) {
+		return func(in *Input) {
+			p := in.Rules.Remediation
+			mut(&p)
+			in.Rules = Compile(p)
+		}
+	}
+	tests := []struct {
+		name  string
+		setup func(*Input)
+		want  string
+	}{
+		{"every gate passes", func(*Input) {}, ""},
+		{"disabled", withRules(func(p *config.Remediation) { p.Enabled = false }), ReasonDisabled},
+		{"alertmanager request, trigger internal", func(in *Input) {
+			in.Source = SourceAlertmanager
+			in.Rules = Compile(func() config.Remediation { p := in.Rules.Remediation; p.Trigger = config.TriggerInternal; return p }())
+		}, ReasonTrigger},
+		{"alertmanager request, trigger both", func(in *Input) {
+			in.Source = SourceAlertmanager
+			in.Rules = Compile(func() config.Remediation { p := in.Rules.Remediation; p.Trigger = config.TriggerBoth; return p }())
+		}, ""},
+		{"paused", func(in *Input) { in.Paused = true }, ReasonPaused},
+		{"blackout", func(in *Input) { in.Blackout = true }, ReasonBlackout},
+		{"excluded location", withRules(func(p *config.Remediation) { p.Exclude.Locations = []string{"L1"} }), ReasonExcluded},
+		{"excluded type", withRules(func(p *config.Remediation) { p.Exclude.DeviceTypes = []string{"LOCKER"} }), ReasonExcluded},
+		{"excluded tag", withRules(func(p *config.Remediation) { p.Exclude.Tags = []string{"zone-a"} }), ReasonExcluded},
+		{"excluded type from the fault when the device is gone", func(in *Input) {
+			withRules(func(p *config.Remediation) { p.Exclude.DeviceTypes = []string{"LOCKER"} })(in)
+			in.Device = nil
+		}, ReasonExcluded},
+		{"fault not active", func(in *Input) { in.Fault = nil }, ReasonNotActive},
+		{"device not in the snapshot", func(in *Input) { in.Device = nil }, ReasonNotActive},
+		{"kind not recoverable, not active", func(in *Input) { in.Kind, in.Fault = health.Dead, nil }, ReasonNotRecoverable},
+		{"device dead", func(in *Input) { in.Fault.Recoverable = false }, ReasonNotRecoverable},
+		{"no sync-device", func(in *Input) { in.Device.Commands = map[string]string{bikeep.CmdLock: "/c"} }, ReasonUnsupported},
+		{"deep sleep, local wakeup", func(in *Input) {
+			in.Device.SleepState, in.Device.PowerSaveStrategy = bikeep.SleepDeep, bikeep.PowerLocalWakeup
+		}, ReasonUnsupported},
+		{"just under min_fault_age", func(in *Input) { in.Fault.FirstSeen = t0.Add(-2*time.Minute + time.Nanosecond) }, ReasonTooYoung},
+		{"exactly min_fault_age", func(in *Input) { in.Fault.FirstSeen = t0.Add(-2 * time.Minute) }, ""},
+		{"one walk", func(in *Input) { in.Fault.Walks = 1 }, ReasonTooYoung},
+		{"storm", func(in *Input) { in.Storm = true }, ReasonStorm},
+		{"device in flight", func(in *Input) { in.Shared.DeviceInFlight = true }, ReasonInFlight},
+		{"cooldown just under", func(in *Input) { in.Shared.LastSend = t0.Add(-15*time.Minute + time.Nanosecond) }, ReasonCooldown},
+		{"cooldown exactly passed", func(in *Input) { in.Shared.LastSend = t0.Add(-15 * time.Minute) }, ""},
+		{"attempts max-1", func(in *Input) { in.Shared.Attempts = 2 }, ""},
+		{"attempts max", func(in *Input) { in.Shared.Attempts = 3 }, ReasonExhausted},
+		{"in-flight cap reached", func(in *Input) { in.Shared.InFlight = 10 }, ReasonMaxInFlight},
+		{"in-flight cap not reached", func(in *Input) { in.Shared.InFlight = 9 }, ""},
+		{"stopped", func(in *Input) { in.Stopped = true }, ReasonStopped},
+		{"bucket empty", func(in *Input) { in.Tokens = 0.999 }, ReasonRateLimited},
+		{"dry run", withRules(func(p *config.Remediation) { p.DryRun = true }), ReasonDryRun},
+		// Order: each pair has both gates refusing; the earlier one wins.
+		{"disabled before paused", func(in *Input) {
+			withRules(func(p *config.Remediation) { p.Enabled = false })(in)
+			in.Paused = true
+		}, ReasonDisabled},
+		{"blackout before excluded", func(in *Input) {
+			withRules(func(p *config.Remediation) { p.Exclude.Locations = []string{"L1"} })(in)
+			in.Blackout = true
+		}, ReasonBlackout},
+		{"not recoverable before unsupported", func(in *Input) { in.Fault.Recoverable, in.Device.Commands = false, nil }, ReasonNotRecoverable},
+		{"unsupported before too young", func(in *Input) { in.Fault.Walks, in.Device.Commands = 1, nil }, ReasonUnsupported},
+		{"too young before storm", func(in *Input) { in.Fault.Walks, in.Storm = 1, true }, ReasonTooYoung},
+		{"storm before in flight", func(in *Input) { in.Storm, in.Shared.DeviceInFlight = true, true }, ReasonStorm},
+		{"in flight before cooldown", func(in *Input) { in.Shared.DeviceInFlight, in.Shared.LastSend = true, t0 }, ReasonInFlight},
+		{"cooldown before exhausted", func(in *Input) { in.Shared.LastSend, in.Shared.Attempts = t0, 3 }, ReasonCooldown},
+		{"exhausted before in-flight cap", func(in *Input) { in.Shared.Attempts, in.Shared.InFlight = 3, 10 }, ReasonExhausted},
+		{"in-flight cap before stopped", func(in *Input) { in.Shared.InFlight, in.Stopped = 10, true }, ReasonMaxInFlight},
+		{"stopped before rate", func(in *Input) { in.Stopped, in.Tokens = true, 0 }, ReasonStopped},
+		{"rate before dry run", func(in *Input) {
+			withRules(func(p *config.Remediation) { p.DryRun = true })(in)
+			in.Tokens = 0
+		}, ReasonRateLimited},
+	}
+	table := NewTable()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := passing()
+			tc.setup(in)
+			if got := table.First(in); got != tc.want {
+				t.Fatalf("first refusal %q, want %q", got, tc.want)
+			}
+			v := table.Decide(in)
+			switch tc.want {
+			case "":
+				if v.Outcome != OutcomeSent || v.Attempt != in.Shared.Attempts+1 {
+					t.Fatalf("verdict %+v, want sent as attempt %d", v, in.Shared.Attempts+1)
+				}
+			case ReasonDryRun:
+				if v.Outcome != OutcomeDryRun || v.Attempt != in.Shared.Attempts+1 {
+					t.Fatalf("verdict %+v, want dry_run", v)
+				}
+			default:
+				if v.Outcome != OutcomeSkipped || v.Reason != tc.want || v.Attempt != in.Shared.Attempts {
+					t.Fatalf("verdict %+v, want skipped %q", v, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestSharedGates: what a Store re-checks is exactly the shared rows of the
+// table, in table order, and reads nothing but Shared, Limits and the time.
+func TestSharedGates(t *testing.T) {
+	l := Limits{Cooldown: time.Minute, MaxAttempts: 2, MaxInFlight: 1}
+	tests := []struct {
+		s    Shared
+		want string
+	}{
+		{Shared{}, ""},
+		{Shared{DeviceInFlight: true, InFlight: 1}, ReasonInFlight},
+		{Shared{LastSend: t0.Add(-time.Minute + 1)}, ReasonCooldown},
+		{Shared{LastSend: t0.Add(-time.Minute)}, ""},
+		{Shared{Attempts: 2, InFlight: 1}, ReasonExhausted},
+		{Shared{InFlight: 1}, ReasonMaxInFlight},
+	}
+	for _, tc := range tests {
+		if got := CheckShared(l, tc.s, t0); got != tc.want {
+			t.Errorf("CheckShared(%+v) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+	var shared []string
+	for _, g := range Gates() {
+		if g.Shared {
+			shared = append(shared, g.Reason)
+		}
+	}
+	if want := []string{ReasonInFlight, ReasonCooldown, ReasonExhausted, ReasonMaxInFlight}; !slices.Equal(shared, want) {
+		t.Fatalf("shared gates %v, want %v", shared, want)
+	}
+}
+
+// TestGateTableWellFormed: reasons are unique label values, every row is
+// documented, and only the last row (an outcome, not a gate) has no check.
+func TestGateTableWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	gs := Gates()
+	for i, g := range gs {
+		switch {
+		case g.Reason == "" || strings.ContainsAny(g.Reason, " \"\\\n") || seen[g.Reason]:
+			t.Errorf("row %d: bad or duplicate reason %q", i, g.Reason)
+		case g.Doc == "" || strings.Contains(g.Doc, "|") || strings.Contains(g.Doc, "\n"):
+			t.Errorf("%s: doc must be one Markdown table cell", g.Reason)
+		case (g.Check == nil) != (g.Reason == ReasonLedgerError):
+			t.Errorf("%s: only ledger_error, the outcome after the gates, has no check", g.Reason)
+		}
+		seen[g.Reason] = true
+	}
+	if !slices.Equal(SkipReasons(), func() []string {
+		out := []string{}
+		for _, g := range gs {
+			out = append(out, g.Reason)
+		}
+		return out
+	}()) {
+		t.Fatal("SkipReasons is not the table's reasons in order")
+	}
+}
+
+// TestExplain: every refusing gate is listed, the first is the verdict.
+func TestExplain(t *testing.T) {
+	in := passing()
+	in.Device.Commands = nil
+	in.Device.Tags = append(in.Device.Tags, config.NoAutoRemediationTag)
+	in.Fault.Walks = 1
+	in.Rules = Compile(func() config.Remediation { p := in.Rules.Remediation; p.Enabled = false; return p }())
+	x := NewTable().Explain(in)
+	want := []string{ReasonDisabled, ReasonExcluded, ReasonUnsupported, ReasonTooYoung}
+	if !slices.Equal(x.Refusals, want) || x.Reason != ReasonDisabled || x.Outcome != OutcomeSkipped {
+		t.Fatalf("%+v, want refusals %v", x, want)
+	}
+	if !x.Refuses(ReasonExcluded) || x.Refuses(ReasonStorm) {
+		t.Fatal("Refuses disagrees with Refusals")
+	}
+	if x := NewTable().Explain(passing()); len(x.Refusals) != 0 || x.Outcome != OutcomeSent {
+		t.Fatalf("passing input: %+v", x)
+	}
+}
+
+func TestStormStep(t *testing.T) {
+	const cd = 10 * time.Minute
+	type step struct {
+		at   time.Duration
+		over bool
+		want StormEvent
+		// active after the step
+		active bool
+	}
+	tests := []struct {
+		name     string
+		cooldown time.Duration
+		steps    []step
+	}{
+		{"calm stays calm", cd, []step{{0, false, StormUnchanged, false}}},
+		{"starts at once", cd, []step{{0, true, StormStarted, true}, {time.Minute, true, StormUnchanged, true}}},
+		{"holds below for the cooldown", cd, []step{
+			{0, true, StormStarted, true}, {time.Minute, false, StormUnchanged, true},
+			{time.Minute + cd - 1, false, StormUnchanged, true}, {time.Minute + cd, false, StormEnded, false}}},
+		{"over again restarts the hold", cd, []step{
+			{0, true, StormStarted, true}, {time.Minute, false, StormUnchanged, true},
+			{5 * time.Minute, true, StormUnchanged, true}, {6 * time.Minute, false, StormUnchanged, true},
+			{time.Minute + cd, false, StormUnchanged, true}, {6*time.Minute + cd, false, StormEnded, false}}},
+		{"zero cooldown ends on the first calm walk", 0, []step{{0, true, StormStarted, true}, {time.Second, false, StormEnded, false}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var s Storm
+			for i, st := range tc.steps {
+				var ev StormEvent
+				s, ev = s.Step(t0.Add(st.at), st.over, tc.cooldown)
+				if ev != st.want || s.Active() != st.active {
+					t.Fatalf("step %d: event %v active %v, want %v %v", i, ev, s.Active(), st.want, st.active)
+				}
+			}
+		})
+	}
+}
+
+func TestOver(t *testing.T) {
+	c := config.Storm{MaxFaultyRatio: 0.25, MinDevices: 8}
+	tests := []struct {
+		faulty, devices int
+		want            bool
+	}{{5, 20, false}, {6, 20, true}, {7, 7, false}, {3, 8, true}, {0, 0, false}}
+	for _, tc := range tests {
+		if got := Over(tc.faulty, tc.devices, c); got != tc.want {
+			t.Errorf("Over(%d, %d) = %v", tc.faulty, tc.devices, got)
+		}
+	}
+}
+
+// TestReferenceDoc keeps docs/remediation-gates.md equal to the table.
+func TestReferenceDoc(t *testing.T) {
+	path := filepath.Join("..", "..", "..", "docs", "remediation-gates.md")
+	want := Reference()
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("%s is out of date with the gate table: run go test ./internal/remediate/policy -run TestReferenceDoc -update", path)
+	}
+	for _, r := range SkipReasons() {
+		if !strings.Contains(string(got), "| `"+r+"` |") {
+			t.Errorf("reference lacks a row for %s", r)
+		}
+	}
+}

@@ -1,0 +1,219 @@
+// Package store is the remediation ledger: the durable memory of fleetd's
+// remediation (pause, storms, fault episodes and their attempts, per-device
+// last sends, every command from its write-ahead record to its
+// verification) behind one Store interface. Bolt, a bbolt file, is the
+// embedded implementation for one replica; package storetest holds the
+// contract every implementation must pass.
+package store
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/policy"
+)
+
+// Store is the remediation ledger. Implementations are safe for concurrent
+// use, and every method that returns nil has made its change durable.
+type Store interface {
+	// Load reads and validates the whole ledger.
+	Load(ctx context.Context) (State, error)
+	// Reserve is the one operation that lets a command leave: atomically,
+	// it re-checks the shared gates (policy.CheckShared: device in flight,
+	// cooldown, attempts of the episode, fleet in-flight cap) against the
+	// ledger itself and, only if they all pass, records the attempt — the
+	// episode's attempt count, the device's last send and the command's
+	// write-ahead record — before the POST. A refusal is not an error: it
+	// comes back in Reserved.Refused and nothing is written.
+	Reserve(ctx context.Context, r Reservation) (Reserved, error)
+	// Apply makes ops durable in one transaction, all or none.
+	Apply(ctx context.Context, ops ...Op) error
+	// String names the ledger for logs and errors (never a credential).
+	String() string
+	Close() error
+}
+
+// Reservation asks to record one attempt.
+//
+// A networked Store shared by replicas will also carry the slot the device
+// belongs to and the caller's fencing epoch, and refuse the reservation
+// once the caller no longer holds the slot.
+type Reservation struct {
+	// Episode identifies the fault episode (device, fault, first seen) and
+	// carries the alias and location to record; its Attempts and
+	// LastAttempt are ignored: the ledger's own count is the truth.
+	Episode Episode
+	// Source is the requester of the decision (walk, alertmanager).
+	Source string
+	Now    time.Time
+	Limits policy.Limits
+}
+
+// Reserved is the answer to a Reservation.
+type Reserved struct {
+	// Refused is the reason of the shared gate that refused; "" when the
+	// attempt was recorded.
+	Refused string
+	// Episode and Command are the records written (zero when refused):
+	// the episode with its attempts counted, the command in PhaseSending.
+	Episode Episode
+	Command Command
+}
+
+// State is everything a ledger holds.
+type State struct {
+	Pause    Pause
+	Episodes []Episode
+	Devices  []Device
+	Commands []Command
+	Storms   []Storm
+}
+
+// Command phases.
+const (
+	// PhaseSending: written ahead of the POST; the outcome is not known
+	// yet. Found at start-up it means fleetd died mid-POST: treat as
+	// unknown.
+	PhaseSending = "sending"
+	// PhasePolling: the vendor created the command; it is being polled.
+	PhasePolling = "polling"
+	// PhaseUnknown: the POST failed ambiguously; the command may exist. It
+	// blocks the device until the cooldown after its send has passed.
+	PhaseUnknown = "unknown"
+	// PhaseDone: the command ended (success, error, timeout) and awaits
+	// verification on a later walk.
+	PhaseDone = "done"
+)
+
+// Pause is the operator's pause state.
+type Pause struct {
+	Paused bool      `json:"paused"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// Episode is one fault episode that has used at least one attempt.
+type Episode struct {
+	DeviceID    string           `json:"device_id"`
+	Alias       string           `json:"alias,omitempty"`
+	LocationID  string           `json:"location_id"`
+	Fault       health.FaultKind `json:"fault"`
+	FirstSeen   time.Time        `json:"first_seen"`
+	Attempts    int              `json:"attempts"`
+	LastAttempt time.Time        `json:"last_attempt"`
+}
+
+// Key identifies the episode in the ledger.
+func (r *Episode) Key() string {
+	return episodeKey(r.DeviceID, r.Fault, r.FirstSeen)
+}
+
+func episodeKey(deviceID string, fault health.FaultKind, firstSeen time.Time) string {
+	return deviceID + "\x00" + string(fault) + "\x00" + strconv.FormatInt(firstSeen.UnixNano(), 10)
+}
+
+func (r *Episode) valid(key string) bool {
+	return r.DeviceID != "" && r.Fault != "" && !r.FirstSeen.IsZero() && r.Attempts >= 1 && r.Key() == key
+}
+
+// Device remembers a device's last send, for the per-device cooldown.
+type Device struct {
+	DeviceID string    `json:"device_id"`
+	LastSend time.Time `json:"last_send"`
+}
+
+func (r *Device) valid(key string) bool { return r.DeviceID == key && !r.LastSend.IsZero() }
+
+// Command is one sync-device attempt, from the write-ahead record to its
+// verification.
+type Command struct {
+	DeviceID      string           `json:"device_id"`
+	Alias         string           `json:"alias,omitempty"`
+	LocationID    string           `json:"location_id"`
+	Fault         health.FaultKind `json:"fault"`
+	FirstSeen     time.Time        `json:"first_seen"`
+	Attempt       int              `json:"attempt"`
+	PowerCycle    bool             `json:"power_cycle,omitempty"`
+	SentAt        time.Time        `json:"sent_at"`
+	Phase         string           `json:"phase"`
+	CommandID     string           `json:"command_id,omitempty"`
+	TimeoutAt     time.Time        `json:"timeout_at,omitzero"`
+	Result        string           `json:"result,omitempty"`
+	EndedAt       time.Time        `json:"ended_at,omitzero"`
+	CorrelationID string           `json:"correlation_id,omitempty"`
+	Source        string           `json:"source,omitempty"`
+}
+
+// Key identifies the command in the ledger: its episode and attempt.
+func (r *Command) Key() string {
+	return episodeKey(r.DeviceID, r.Fault, r.FirstSeen) + "\x00" + strconv.Itoa(r.Attempt)
+}
+
+// InFlight reports whether the command blocks its device.
+func (r *Command) InFlight() bool { return r.Phase != PhaseDone }
+
+func (r *Command) valid(key string) bool {
+	ok := r.DeviceID != "" && r.Fault != "" && r.Attempt >= 1 && !r.SentAt.IsZero() && r.Key() == key
+	switch r.Phase {
+	case PhaseSending, PhaseUnknown:
+		return ok
+	case PhasePolling:
+		return ok && r.CommandID != ""
+	case PhaseDone:
+		return ok && r.CommandID != "" && r.Result != "" && !r.EndedAt.IsZero()
+	}
+	return false
+}
+
+// Storm is an active storm. The hold-below timer is deliberately not
+// persisted: time fleetd was down was not measured, so after a restart the
+// ratio must hold below the limit for a whole cooldown again.
+type Storm struct {
+	// Scope is policy.FleetScope or LocationScope(id).
+	Scope string    `json:"scope"`
+	Since time.Time `json:"since"`
+}
+
+const locationScopePrefix = "location:"
+
+// LocationScope is the ledger scope of a location's storm.
+func LocationScope(locationID string) string { return locationScopePrefix + locationID }
+
+// ScopeLocation returns the location of a location storm's scope.
+func ScopeLocation(scope string) (string, bool) {
+	if len(scope) > len(locationScopePrefix) && scope[:len(locationScopePrefix)] == locationScopePrefix {
+		return scope[len(locationScopePrefix):], true
+	}
+	return "", false
+}
+
+func (r *Storm) valid(key string) bool { return r.Scope == key && r.Scope != "" && !r.Since.IsZero() }
+
+// Op is one change to the ledger, built by the functions below.
+type Op struct {
+	kind  opKind
+	key   string
+	value any // nil for a delete
+}
+
+type opKind int
+
+const (
+	opPause opKind = iota
+	opEpisode
+	opDevice
+	opCommand
+	opStorm
+)
+
+func SetPause(p Pause) Op             { return Op{opPause, "", &p} }
+func PutEpisode(r Episode) Op         { return Op{opEpisode, r.Key(), &r} }
+func DeleteEpisode(key string) Op     { return Op{opEpisode, key, nil} }
+func PutDevice(r Device) Op           { return Op{opDevice, r.DeviceID, &r} }
+func DeleteDevice(deviceID string) Op { return Op{opDevice, deviceID, nil} }
+func PutCommand(r Command) Op         { return Op{opCommand, r.Key(), &r} }
+func DeleteCommand(key string) Op     { return Op{opCommand, key, nil} }
+func PutStorm(r Storm) Op             { return Op{opStorm, r.Scope, &r} }
+func DeleteStorm(scope string) Op     { return Op{opStorm, scope, nil} }

@@ -342,11 +342,21 @@ func (m *Membership) Status() Status {
 	return Status{ReplicaID: m.cfg.ReplicaID, Replicas: m.replicas, Slots: m.cfg.Slots, Held: held, Degraded: !m.healthy}
 }
 
-// Fence locks the lease row of slot inside tx and fails with ErrFenced
-// unless this replica still holds it under epoch with more than SendTimeout
-// left on the database clock. The row lock holds until tx ends, so the slot
-// cannot change hands between the check and the commit.
-func (m *Membership) Fence(ctx context.Context, tx pgx.Tx, l Lease) error {
+// Fence is called inside the transaction that records an attempt for a
+// location: it fails with ErrFenced unless this replica may remediate the
+// location (Remediates) and the database agrees that it still holds the
+// slot under the same epoch with more than SendTimeout left. The lease row
+// stays locked until tx ends, so the slot cannot change hands between this
+// check and the commit.
+func (m *Membership) Fence(ctx context.Context, tx pgx.Tx, locationID string) error {
+	l, ok := m.Remediates(locationID)
+	if !ok {
+		return fmt.Errorf("%w (slot %d not held, or renewal failing)", ErrFenced, SlotOf(locationID, m.cfg.Slots))
+	}
+	return m.fenceLease(ctx, tx, l)
+}
+
+func (m *Membership) fenceLease(ctx context.Context, tx pgx.Tx, l Lease) error {
 	var one int
 	err := tx.QueryRow(ctx, `SELECT 1 FROM cluster_leases
 		WHERE slot = $1 AND holder = $2 AND epoch = $3 AND expires_at > now() + $4::interval

@@ -189,7 +189,7 @@ func TestFencingStopsAReplicaThatLostItsSlot(t *testing.T) {
 		t.Fatal("a holds the only slot but may not remediate")
 	}
 	fence := func(r replica, l cluster.Lease) error {
-		return pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error { return r.Fence(context.Background(), tx, l) })
+		return pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error { return r.FenceLease(context.Background(), tx, l) })
 	}
 	if err := fence(a, lease); err != nil {
 		t.Fatalf("fence with a current lease: %v", err)

@@ -113,6 +113,7 @@ func scraperOptions(cfg *config.Config, log *slog.Logger, deps scraperDeps) (scr
 		Operators:      ops,
 		Health:         healthParams(cfg.Health),
 		StaleAfter:     cfg.Health.StaleAfter,
+		ForgetAfter:    cfg.Remediation.ForgetAfter,
 		Now:            deps.now,
 		OnPublish:      deps.onPublish,
 		OnDeviceWalk:   deps.onDeviceWalk,

@@ -145,6 +145,12 @@ type Remediation struct {
 	Blackout              []Blackout    `yaml:"blackout"`
 	Ledger                string        `yaml:"ledger"`
 	Trigger               string        `yaml:"trigger"`
+	// ForgetAfter is how long a fault episode outlives its device's absence:
+	// a device missing from complete lists of its location for this long is
+	// forgotten, episode and attempts included. Absence from failed or
+	// partial lists is no evidence at all (DESIGN.md, "Fault episodes end
+	// only on evidence").
+	ForgetAfter time.Duration `yaml:"forget_after"`
 }
 
 // Storm configures the storm brake, applied per location and fleet-wide.
@@ -205,9 +211,10 @@ func Default() *Config {
 				DeviceTypes: []string{},
 				Tags:        []string{NoAutoRemediationTag},
 			},
-			Blackout: []Blackout{},
-			Ledger:   DefaultLedger,
-			Trigger:  TriggerInternal,
+			Blackout:    []Blackout{},
+			ForgetAfter: 24 * time.Hour,
+			Ledger:      DefaultLedger,
+			Trigger:     TriggerInternal,
 		},
 	}
 }

@@ -76,6 +76,7 @@ func wantFull() *Config {
 		MinFaultAge:           0,
 		Cooldown:              90 * time.Minute,
 		MaxAttempts:           5,
+		ForgetAfter:           36 * time.Hour,
 		PowerCycleFromAttempt: 4,
 		Rate:                  Rate{Count: 100, Per: time.Hour},
 		MaxInFlight:           3,
@@ -175,7 +176,7 @@ func TestDefaultsMatchDesign(t *testing.T) {
 	if !r.Enabled || r.DryRun || r.MinFaultAge != 2*time.Minute || r.Cooldown != 15*time.Minute || r.MaxAttempts != 3 ||
 		r.PowerCycleFromAttempt != 3 || r.Rate.String() != "30/m" || r.MaxInFlight != 10 || r.CommandTimeout != 3*time.Minute ||
 		r.Storm != (Storm{0.25, 8, 10 * time.Minute}) || !reflect.DeepEqual(r.Exclude.Tags, []string{"no-auto-remediation"}) ||
-		len(r.Blackout) != 0 || r.Ledger != "/var/lib/fleetd/remediation.db" || r.Trigger != "internal" {
+		len(r.Blackout) != 0 || r.ForgetAfter != 24*time.Hour || r.Ledger != "/var/lib/fleetd/remediation.db" || r.Trigger != "internal" {
 		t.Errorf("remediation defaults: %+v", r)
 	}
 	if o := DefaultOperator(); o.HWID != "fleetd-monitor-0001" || o.Match.BikeToDevice != "alias" || o.RequestTimeout != 10*time.Second || o.BikesAll {

@@ -140,6 +140,7 @@ func (r *Remediation) validate(p *problems) {
 		p.addf("remediation.max_in_flight", "must be at least 1, got %d", r.MaxInFlight)
 	}
 	positive(p, "remediation.command_timeout", r.CommandTimeout)
+	positive(p, "remediation.forget_after", r.ForgetAfter)
 	if !inUnitInterval(r.Storm.MaxFaultyRatio) {
 		p.addf("remediation.storm.max_faulty_ratio", "must be in (0, 1], got %v", r.Storm.MaxFaultyRatio)
 	}

@@ -8,11 +8,14 @@ import (
 )
 
 // APIMetrics counts the vendor API requests of the clients: requests by route
-// template and status, their durations, and retries.
+// template and status, their durations, retries, the client-wide backoff
+// after throttling, and vendor values shortened to their caps.
 type APIMetrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	retries  *prometheus.CounterVec
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	retries   *prometheus.CounterVec
+	backoff   *prometheus.GaugeVec
+	truncated *prometheus.CounterVec
 }
 
 // NewAPIMetrics registers the fleetd_api_* metrics with reg.
@@ -31,8 +34,16 @@ func NewAPIMetrics(reg prometheus.Registerer) (*APIMetrics, error) {
 			Name: "fleetd_api_retries_total",
 			Help: "Vendor API requests retried after a 429, a 5xx or a transport error.",
 		}, []string{"api", "endpoint"}),
+		backoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fleetd_api_backoff_seconds",
+			Help: "Client-wide pause the API's client last set after the vendor throttled (429), 0 once an answer is not throttled.",
+		}, []string{"api"}),
+		truncated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fleetd_api_values_truncated_total",
+			Help: "Vendor string values shortened to their length cap before reaching a label, a log line or the page, by API and field.",
+		}, []string{"api", "field"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.backoff, m.truncated} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -41,8 +52,12 @@ func NewAPIMetrics(reg prometheus.Registerer) (*APIMetrics, error) {
 }
 
 // For returns the instrumentation hook for one API ("bikeep", "copri/<name>").
-// Its methods match the clients' Instrumenter interfaces.
-func (m *APIMetrics) For(api string) *APIObserver { return &APIObserver{m: m, api: api} }
+// Its methods match the clients' Instrumenter interface. The API's backoff
+// gauge exists from then on, at 0.
+func (m *APIMetrics) For(api string) *APIObserver {
+	m.backoff.WithLabelValues(api)
+	return &APIObserver{m: m, api: api}
+}
 
 // APIObserver records one API's requests.
 type APIObserver struct {
@@ -63,4 +78,14 @@ func (o *APIObserver) ObserveRequest(route, _ string, code int, d time.Duration)
 // ObserveRetry records one retry.
 func (o *APIObserver) ObserveRetry(route, _ string) {
 	o.m.retries.WithLabelValues(o.api, route).Inc()
+}
+
+// ObserveBackoff records the client-wide pause; 0 when lifted.
+func (o *APIObserver) ObserveBackoff(d time.Duration) {
+	o.m.backoff.WithLabelValues(o.api).Set(d.Seconds())
+}
+
+// ObserveTruncated counts one shortened vendor value of field.
+func (o *APIObserver) ObserveTruncated(field string) {
+	o.m.truncated.WithLabelValues(o.api, field).Inc()
 }

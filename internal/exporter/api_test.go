@@ -36,6 +36,21 @@ fleetd_api_retries_total{api="bikeep",endpoint="/device/v1/locations/{id}/device
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "fleetd_api_requests_total", "fleetd_api_retries_total"); err != nil {
 		t.Fatal(err)
 	}
+	b.ObserveBackoff(1500 * time.Millisecond)
+	b.ObserveTruncated("alias")
+	b.ObserveTruncated("alias")
+	want = `
+# HELP fleetd_api_backoff_seconds Client-wide pause the API's client last set after the vendor throttled (429), 0 once an answer is not throttled.
+# TYPE fleetd_api_backoff_seconds gauge
+fleetd_api_backoff_seconds{api="bikeep"} 1.5
+fleetd_api_backoff_seconds{api="copri/freiburg"} 0
+# HELP fleetd_api_values_truncated_total Vendor string values shortened to their length cap before reaching a label, a log line or the page, by API and field.
+# TYPE fleetd_api_values_truncated_total counter
+fleetd_api_values_truncated_total{api="bikeep",field="alias"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "fleetd_api_backoff_seconds", "fleetd_api_values_truncated_total"); err != nil {
+		t.Fatal(err)
+	}
 	if n := testutil.CollectAndCount(m.duration); n != 2 {
 		t.Fatalf("duration series = %d, want 2", n)
 	}

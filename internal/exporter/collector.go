@@ -38,6 +38,13 @@ var (
 	descLocationUp = prometheus.NewDesc("fleet_location_up",
 		"1 if the last walk of this location succeeded, 0 otherwise."+cached,
 		[]string{"location_id"}, nil)
+	descLocationPartial = prometheus.NewDesc("fleet_location_partial",
+		"1 if the last walk of this location read its device list only in part: some entries could not be decoded, "+
+			"and devices missing from the list keep their last known state and faults."+cached,
+		[]string{"location_id"}, nil)
+	descLocationUndecodable = prometheus.NewDesc("fleetd_location_undecodable_devices_total",
+		"Device list entries of this location that could not be decoded, summed over its walks since fleetd started.",
+		[]string{"location_id"}, nil)
 	descLocationLastSuccess = prometheus.NewDesc("fleet_location_last_success_timestamp_seconds",
 		"Unix time of the last successful walk of this location."+cached,
 		[]string{"location_id"}, nil)
@@ -92,7 +99,7 @@ func NewCollector(src SnapshotSource, perDevice bool) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDevices, descFaults, descFaultSince, descLocationUp,
-		descLocationLastSuccess, descLocationInfo, descDeviceInfo, descDeviceHealth, descRentals,
+		descLocationPartial, descLocationUndecodable, descLocationLastSuccess, descLocationInfo, descDeviceInfo, descDeviceHealth, descRentals,
 		descRentalFaultSince, descBikes, descSourceUp, descSourceLastSuccess, descSourceDuration,
 		descSourceWalks, descSourceFailures} {
 		ch <- d
@@ -160,6 +167,8 @@ func build(snap *scrape.Snapshot, perDevice bool) []prometheus.Metric {
 		l := &snap.Locations[i]
 		if l.LastError != "" || !l.LastSuccess.IsZero() {
 			gauge(descLocationUp, b2f(l.Up), l.ID)
+			gauge(descLocationPartial, b2f(l.Up && l.Undecodable > 0), l.ID)
+			counter(descLocationUndecodable, float64(l.UndecodableTotal), l.ID)
 		}
 		if !l.LastSuccess.IsZero() {
 			gauge(descLocationLastSuccess, unix(l.LastSuccess), l.ID)
@@ -174,12 +183,16 @@ func build(snap *scrape.Snapshot, perDevice bool) []prometheus.Metric {
 			gauge(descFaults, float64(faultCounts[l.ID][k]), l.ID, string(k))
 		}
 		clear(combos)
-		for j := range l.Devices {
-			d := &l.Devices[j]
-			combos[deviceCombo{d.Type, d.Health(), d.HardwareState}]++
-			if perDevice {
-				gauge(descDeviceInfo, 1, d.ID, d.Alias, d.Code, l.ID, string(d.Type), string(d.PowerSaveStrategy))
-				out = appendHealthSet(out, d)
+		// Carried devices are reported with their last known record: a
+		// partial list must not make devices vanish from the counts.
+		for _, devs := range [][]bikeep.Device{l.Devices, l.Carried} {
+			for j := range devs {
+				d := &devs[j]
+				combos[deviceCombo{d.Type, d.Health(), d.HardwareState}]++
+				if perDevice {
+					gauge(descDeviceInfo, 1, d.ID, d.Alias, d.Code, l.ID, string(d.Type), string(d.PowerSaveStrategy))
+					out = appendHealthSet(out, d)
+				}
 			}
 		}
 		for _, cb := range sortedCombos(combos) {

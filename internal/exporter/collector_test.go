@@ -35,8 +35,9 @@ func dev(id, alias, loc string, typ bikeep.DeviceType, h bikeep.Health, hw bikee
 	return d
 }
 
-// testSnapshot covers every metric: two walked locations (one down with last
-// good data), one never-walked location, stale data, rentals and bikes.
+// testSnapshot covers every metric: three walked locations (one down with
+// last good data, one partial with a carried device), one never-walked
+// location, stale data, rentals and bikes.
 func testSnapshot() *scrape.Snapshot {
 	return &scrape.Snapshot{
 		Taken: t0,
@@ -57,7 +58,13 @@ func testSnapshot() *scrape.Snapshot {
 				dev("d6", "FR-06", "L2", bikeep.TypeBikeDock, bikeep.HealthUnhealthy, bikeep.HardwareError),
 			}},
 			{ID: "L3", Up: false, LastError: "connection refused"},
-			{ID: "L4", Name: "Stale", Type: bikeep.LocationBikeHouse, Up: false, Stale: true, LastSuccess: t0.Add(-time.Hour), LastError: "timeout"},
+			{ID: "L4", Name: "Stale", Type: bikeep.LocationBikeHouse, Up: false, Stale: true, LastSuccess: t0.Add(-time.Hour), LastError: "timeout",
+				UndecodableTotal: 2},
+			{ID: "L5", Name: "Partial", Type: bikeep.LocationBikeLockers, Up: true, LastSuccess: t0,
+				Undecodable: 1, UndecodableTotal: 3, DecodeError: "item 1 (id d8): wrong type",
+				Devices: []bikeep.Device{dev("d7", "FR-07", "L5", bikeep.TypeLocker, bikeep.HealthHealthy, bikeep.HardwareNormal)},
+				Carried: []bikeep.Device{dev("d8", "FR-08", "L5", bikeep.TypeLocker, bikeep.HealthUnhealthy, bikeep.HardwareNormal)},
+			},
 		},
 		Operators: []scrape.OperatorStatus{{
 			Name: "freiburg", Up: true, LastSuccess: t0,
@@ -77,6 +84,7 @@ func testSnapshot() *scrape.Snapshot {
 			{Kind: health.UnknownState, DeviceID: "d5", Alias: "FR-05", LocationID: "L1", DeviceType: bikeep.TypeLocker, Since: t0},
 			{Kind: health.HardwareError, DeviceID: "d6", Alias: "FR-06", LocationID: "L2", DeviceType: bikeep.TypeBikeDock, Recoverable: true, Since: t0.Add(-10 * time.Minute)},
 			{Kind: health.Unhealthy, DeviceID: "d6", Alias: "FR-06", LocationID: "L2", DeviceType: bikeep.TypeBikeDock, Recoverable: true, Since: t0.Add(-10 * time.Minute)},
+			{Kind: health.Unhealthy, DeviceID: "d8", Alias: "FR-08", LocationID: "L5", DeviceType: bikeep.TypeLocker, Recoverable: true, Since: t0.Add(-5 * time.Minute)},
 		},
 		RentalFaults: []health.RentalFault{
 			{Kind: health.Overdue, Operator: "freiburg", BookingID: "3", Bike: "FR1542", Station: "FR102", Since: t0.Add(-time.Hour)},
@@ -139,8 +147,8 @@ func TestCollectorGolden(t *testing.T) {
 }
 
 func TestEveryFaultKindForEveryLocationWithData(t *testing.T) {
-	// L1 and L2 carry data; L3 (never walked) and L4 (stale) do not.
-	want := 2 * len(health.DeviceFaultKinds())
+	// L1, L2 and L5 carry data; L3 (never walked) and L4 (stale) do not.
+	want := 3 * len(health.DeviceFaultKinds())
 	if got := testutil.CollectAndCount(NewCollector(&staticSource{testSnapshot()}, false), "fleet_device_faults"); got != want {
 		t.Fatalf("fleet_device_faults series = %d, want %d", got, want)
 	}
@@ -152,12 +160,13 @@ func TestPerDeviceSeriesOnlyWhenAsked(t *testing.T) {
 		t.Fatalf("per-device series without per_device: %d", n)
 	}
 	c = NewCollector(&staticSource{testSnapshot()}, true)
-	// 6 devices; health state set: 4 documented values each, plus ZOMBIE for d5.
-	if n := testutil.CollectAndCount(c, "fleet_device_info"); n != 6 {
-		t.Fatalf("fleet_device_info = %d, want 6", n)
+	// 8 devices (d8 carried); health state set: 4 documented values each,
+	// plus ZOMBIE for d5.
+	if n := testutil.CollectAndCount(c, "fleet_device_info"); n != 8 {
+		t.Fatalf("fleet_device_info = %d, want 8", n)
 	}
-	if n := testutil.CollectAndCount(c, "fleet_device_health"); n != 6*4+1 {
-		t.Fatalf("fleet_device_health = %d, want 25", n)
+	if n := testutil.CollectAndCount(c, "fleet_device_health"); n != 8*4+1 {
+		t.Fatalf("fleet_device_health = %d, want 33", n)
 	}
 }
 
@@ -169,5 +178,41 @@ func TestHelpSaysCached(t *testing.T) {
 				t.Errorf("HELP does not say the value is cached: %s", line)
 			}
 		}
+	}
+}
+
+// A partial location says so, and its carried devices are still counted:
+// the glitch must not look like devices leaving.
+func TestPartialLocationIsExported(t *testing.T) {
+	c := NewCollector(&staticSource{testSnapshot()}, false)
+	want := `
+# HELP fleet_location_partial 1 if the last walk of this location read its device list only in part: some entries could not be decoded, and devices missing from the list keep their last known state and faults. Cached: the value is from the last walk, not fetched at scrape time.
+# TYPE fleet_location_partial gauge
+fleet_location_partial{location_id="L1"} 0
+fleet_location_partial{location_id="L2"} 0
+fleet_location_partial{location_id="L3"} 0
+fleet_location_partial{location_id="L4"} 0
+fleet_location_partial{location_id="L5"} 1
+# HELP fleetd_location_undecodable_devices_total Device list entries of this location that could not be decoded, summed over its walks since fleetd started.
+# TYPE fleetd_location_undecodable_devices_total counter
+fleetd_location_undecodable_devices_total{location_id="L1"} 0
+fleetd_location_undecodable_devices_total{location_id="L2"} 0
+fleetd_location_undecodable_devices_total{location_id="L3"} 0
+fleetd_location_undecodable_devices_total{location_id="L4"} 2
+fleetd_location_undecodable_devices_total{location_id="L5"} 3
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "fleet_location_partial", "fleetd_location_undecodable_devices_total"); err != nil {
+		t.Fatal(err)
+	}
+	wantDevices := `
+# HELP fleet_devices Devices by location, type, heartbeat_v2 health and hardware state (present combinations only). Cached: the value is from the last walk, not fetched at scrape time.
+# TYPE fleet_devices gauge
+fleet_devices{device_type="LOCKER",hardware_state="NORMAL",health="HEALTHY",location_id="L5"} 1
+fleet_devices{device_type="LOCKER",hardware_state="NORMAL",health="UNHEALTHY",location_id="L5"} 1
+`
+	snap := testSnapshot()
+	snap.Locations = snap.Locations[4:]
+	if err := testutil.CollectAndCompare(NewCollector(&staticSource{snap}, false), strings.NewReader(wantDevices), "fleet_devices"); err != nil {
+		t.Fatal(err)
 	}
 }

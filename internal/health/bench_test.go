@@ -33,8 +33,7 @@ func fleet(locs, perLoc int) (ids []string, devices [][]bikeep.Device) {
 			d := dev(fmt.Sprintf("%s-dev-%02d", id, i))
 			d.Tags = []string{"copri:" + d.Alias}
 			if i%10 == 9 {
-				d.Type = bikeep.TypeBikeHouseDoor
-				d.State.Value = bikeep.StateUnlocked
+				d.Type = bikeep.TypeBikeHouseDoor // idle: LOCKED/LOCKED
 			}
 			if n%20 == 7 {
 				faulty[(n/20)%len(faulty)](&d)
@@ -119,7 +118,7 @@ func BenchmarkClassifyDevice(b *testing.B) {
 // once a location has been seen, walking it again allocates nothing while
 // its devices are healthy or keep constant-detail faults.
 func TestObserveLocationSteadyStateAllocations(t *testing.T) {
-	ds := []bikeep.Device{dev("a"), dev("b", hw(bikeep.HardwareError)), dev("c", typ(bikeep.TypeBikeHouseDoor), state(bikeep.StateUnlocked))}
+	ds := []bikeep.Device{dev("a"), dev("b", hw(bikeep.HardwareError)), dev("c", typ(bikeep.TypeBikeHouseDoor))}
 	for i := range 50 {
 		ds = append(ds, dev(fmt.Sprint("h", i)))
 	}

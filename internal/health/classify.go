@@ -99,8 +99,14 @@ func stuckTransition(d *bikeep.Device, now time.Time, p Params) (Condition, bool
 }
 
 // lockMismatch reports whether the logical state and the physical lock
-// disagree. Where there is no clear expectation it says no: a false
-// lock_mismatch would make fleetd send commands to a healthy lock.
+// disagree. The comparison is the same for every type with a lock: the
+// vendor's remark that BIKE_HOUSE_DOOR is "inverted" is about availability
+// (a door is available when LOCKED, its idle state), never about its lock
+// reading the opposite of its state, so an idle door is LOCKED/LOCKED like a
+// locker at rest. Only LOCKED and UNLOCKED are compared: ALLOCATED, BOOKED
+// and transitions have no settled expectation. Where there is no clear
+// expectation it says no: a false lock_mismatch would make fleetd send
+// commands to a healthy lock.
 func lockMismatch(d *bikeep.Device) bool {
 	if d.State == nil {
 		return false
@@ -109,16 +115,11 @@ func lockMismatch(d *bikeep.Device) bool {
 	case bikeep.HardwareDisabled, bikeep.HardwareDisabledLocking, bikeep.HardwareDisabledUnlocking:
 		return false // operator intent: the lock is deliberately out of service
 	}
-	inverted := false
-	switch d.Type {
-	case bikeep.TypeGuard:
+	if d.Type == bikeep.TypeGuard {
 		return false // a gateway has no lock of its own
-	case bikeep.TypeBikeHouseDoor:
-		inverted = true // available when LOCKED
-	default:
-		if !d.Type.Known() {
-			return false // unknown (or empty) type: we cannot know its lock semantics
-		}
+	}
+	if !d.Type.Known() {
+		return false // unknown (or empty) type: we cannot know whether it has a lock
 	}
 	sv := d.State.Value
 	if sv != bikeep.StateLocked && sv != bikeep.StateUnlocked {
@@ -128,8 +129,7 @@ func lockMismatch(d *bikeep.Device) bool {
 	if ls != bikeep.LockLocked && ls != bikeep.LockUnlocked {
 		return false
 	}
-	equal := string(sv) == string(ls)
-	return equal == inverted
+	return string(sv) != string(ls)
 }
 
 // hasUnknown is the allocation-free check behind unknown_state.

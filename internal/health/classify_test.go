@@ -241,19 +241,20 @@ func TestClassifyDevice(t *testing.T) {
 		{name: "locker UNLOCKED/UNLOCKED", d: dev("a", state(bikeep.StateUnlocked), lock(bikeep.LockUnlocked))},
 		{name: "scooter dock LOCKED/LOCKED", d: dev("a", typ(bikeep.TypeScooterDock))},
 
-		// lock_mismatch: inverted BIKE_HOUSE_DOOR
+		// lock_mismatch: BIKE_HOUSE_DOOR agrees like every other lock; its
+		// "inversion" is about availability only.
+		{name: "bike house door idle LOCKED/LOCKED agrees", d: dev("a", typ(bikeep.TypeBikeHouseDoor))},
+		{name: "bike house door UNLOCKED/UNLOCKED agrees", d: dev("a", typ(bikeep.TypeBikeHouseDoor), state(bikeep.StateUnlocked), lock(bikeep.LockUnlocked))},
 		{
-			name: "bike house door LOCKED/LOCKED is a mismatch",
-			d:    dev("a", typ(bikeep.TypeBikeHouseDoor)),
-			want: []Condition{{Kind: LockMismatch, Grace: 2 * time.Minute, Detail: `state="LOCKED" lock_state="LOCKED"`}},
+			name: "bike house door UNLOCKED/LOCKED is a mismatch",
+			d:    dev("a", typ(bikeep.TypeBikeHouseDoor), state(bikeep.StateUnlocked)),
+			want: []Condition{{Kind: LockMismatch, Grace: 2 * time.Minute, Detail: `state="UNLOCKED" lock_state="LOCKED"`}},
 		},
 		{
-			name: "bike house door UNLOCKED/UNLOCKED is a mismatch",
-			d:    dev("a", typ(bikeep.TypeBikeHouseDoor), state(bikeep.StateUnlocked), lock(bikeep.LockUnlocked)),
-			want: []Condition{{Kind: LockMismatch, Grace: 2 * time.Minute, Detail: `state="UNLOCKED" lock_state="UNLOCKED"`}},
+			name: "bike house door LOCKED/UNLOCKED is a mismatch",
+			d:    dev("a", typ(bikeep.TypeBikeHouseDoor), lock(bikeep.LockUnlocked)),
+			want: []Condition{{Kind: LockMismatch, Grace: 2 * time.Minute, Detail: `state="LOCKED" lock_state="UNLOCKED"`}},
 		},
-		{name: "bike house door UNLOCKED/LOCKED (available) is healthy", d: dev("a", typ(bikeep.TypeBikeHouseDoor), state(bikeep.StateUnlocked))},
-		{name: "bike house door LOCKED/UNLOCKED is healthy", d: dev("a", typ(bikeep.TypeBikeHouseDoor), lock(bikeep.LockUnlocked))},
 
 		// lock_mismatch: no expectation
 		{name: "guard has no lock", d: dev("a", typ(bikeep.TypeGuard), lock(bikeep.LockUnlocked))},
@@ -349,6 +350,73 @@ func TestClassifyDevice(t *testing.T) {
 	}
 }
 
+// TestLockAgreementPerType is the lock_mismatch rule for every documented
+// device type, in both directions: state.value LOCKED/UNLOCKED against a
+// lock_state that says the opposite is a mismatch for every type with a lock
+// (BIKE_HOUSE_DOOR included); an agreeing pair never is; GUARD has no lock;
+// ALLOCATED, BOOKED and transitions are never compared.
+func TestLockAgreementPerType(t *testing.T) {
+	withLock := []bikeep.DeviceType{
+		bikeep.TypeBikeDock, bikeep.TypeScooterDock, bikeep.TypeLocker, bikeep.TypeBikeHouseDoor,
+		bikeep.TypeBikeRent, bikeep.TypeScooterRent, bikeep.TypeDock, bikeep.TypeDockSessionless, bikeep.TypeDoor,
+	}
+	pairs := []struct {
+		state    bikeep.StateValue
+		lock     bikeep.LockState
+		mismatch bool // for a type with a lock
+	}{
+		{bikeep.StateLocked, bikeep.LockLocked, false},
+		{bikeep.StateUnlocked, bikeep.LockUnlocked, false},
+		{bikeep.StateUnlocked, bikeep.LockLocked, true},
+		{bikeep.StateLocked, bikeep.LockUnlocked, true},
+		{bikeep.StateAllocated, bikeep.LockLocked, false},
+		{bikeep.StateAllocated, bikeep.LockUnlocked, false},
+		{bikeep.StateBooked, bikeep.LockLocked, false},
+		{bikeep.StateBooked, bikeep.LockUnlocked, false},
+		{bikeep.StateLocking, bikeep.LockUnlocked, false},
+		{bikeep.StateLocking, bikeep.LockLocked, false},
+		{bikeep.StateUnlocking, bikeep.LockLocked, false},
+		{bikeep.StateUnlocking, bikeep.LockUnlocked, false},
+	}
+	check := func(t *testing.T, typ bikeep.DeviceType, st bikeep.StateValue, ls bikeep.LockState, want bool) {
+		t.Helper()
+		d := dev("a", func(d *bikeep.Device) { d.Type, d.State.Value, d.LockState = typ, st, ls })
+		cs := ClassifyDevice(&d, t0, params)
+		got := slices.ContainsFunc(cs, func(c Condition) bool { return c.Kind == LockMismatch })
+		if got != want {
+			t.Errorf("%s state=%s lock_state=%s: lock_mismatch %v, want %v (conditions %v)", typ, st, ls, got, want, kinds(cs))
+		}
+		for _, c := range cs {
+			if c.Kind == LockMismatch && c.Grace != params.LockMismatchGrace {
+				t.Errorf("lock_mismatch grace %v, want %v", c.Grace, params.LockMismatchGrace)
+			}
+		}
+	}
+	for _, typ := range withLock {
+		t.Run(string(typ), func(t *testing.T) {
+			for _, p := range pairs {
+				check(t, typ, p.state, p.lock, p.mismatch)
+			}
+		})
+	}
+	t.Run(string(bikeep.TypeGuard), func(t *testing.T) {
+		for _, p := range pairs {
+			check(t, bikeep.TypeGuard, p.state, p.lock, false)
+		}
+		check(t, bikeep.TypeGuard, bikeep.StateUnlocked, "", false)
+	})
+	t.Run("every documented type is covered", func(t *testing.T) {
+		for _, typ := range append(slices.Clone(withLock), bikeep.TypeGuard) {
+			if !typ.Known() {
+				t.Errorf("%s is not a documented type", typ)
+			}
+		}
+		if n := len(withLock) + 1; n != 10 {
+			t.Errorf("%d types covered, the reference documents 10", n)
+		}
+	})
+}
+
 // TestClassifyAllFaultsSorted makes every device fault kind ClassifyDevice
 // can produce appear at once and checks the order.
 func TestClassifyAllFaultsSorted(t *testing.T) {
@@ -405,7 +473,7 @@ func TestClassifyFixture(t *testing.T) {
 		"reference-example":  nil, // GUARD, ALLOCATED, HEALTHY
 		"locker-ok":          nil,
 		"locker-mismatch":    {LockMismatch},
-		"door-inverted-ok":   nil,
+		"door-idle-ok":       nil,
 		"door-mismatch":      {LockMismatch},
 		"dock-dead":          {Dead, HardwareError},
 		"dock-long-dead":     {LongDead},
@@ -434,7 +502,7 @@ func TestClassifyFixture(t *testing.T) {
 
 func TestClassifyHealthyDoesNotAllocate(t *testing.T) {
 	d := dev("a")
-	door := dev("b", typ(bikeep.TypeBikeHouseDoor), state(bikeep.StateUnlocked))
+	door := dev("b", typ(bikeep.TypeBikeHouseDoor))
 	allocs := testing.AllocsPerRun(100, func() {
 		if ClassifyDevice(&d, t0, params) != nil || ClassifyDevice(&door, t0, params) != nil {
 			t.Fatal("healthy device classified as faulty")

@@ -112,7 +112,31 @@ func (t *Tracker) SetParams(p Params) { t.p = p }
 //
 // The tracker keeps the devices' strings and Tags slices (not the slice
 // itself) for rental matching; callers must not modify Tags afterwards.
+//
+// The list must be complete: a device of the location missing from it is
+// taken as gone. For a list some of whose entries could not be read, use
+// ObservePartialLocation.
 func (t *Tracker) ObserveLocation(now time.Time, locationID string, devices []bikeep.Device) {
+	t.observe(now, locationID, devices, nil)
+}
+
+// ObservePartialLocation records a walk of a location whose list could be
+// read only in part: some entries failed to decode, so a device missing from
+// observed may be one of them. Absence is then no evidence, and carried are
+// the devices the caller still holds for the location with their last known
+// records. observed is recorded as by ObserveLocation; every episode of a
+// carried device continues untouched — same FirstSeen, same Walks, grace
+// judged at the observation that last saw it — and carried devices remain
+// matchable by rentals with their last known state. Faults of devices in
+// neither list are cleared. A device must not be in both lists.
+//
+// Deciding how long a device may be carried (remediation.forget_after) is
+// the caller's: it stops passing the device.
+func (t *Tracker) ObservePartialLocation(now time.Time, locationID string, observed, carried []bikeep.Device) {
+	t.observe(now, locationID, observed, carried)
+}
+
+func (t *Tracker) observe(now time.Time, locationID string, devices, carried []bikeep.Device) {
 	ls := t.locs[locationID]
 	if ls == nil {
 		ls = &locState{faults: make(map[devKey]*devEntry)}
@@ -153,6 +177,22 @@ func (t *Tracker) ObserveLocation(now time.Time, locationID string, devices []bi
 			e.loc = locationID
 			e.alias, e.code, e.typ, e.dead = d.Alias, d.Code, d.Type, dead
 			ls.faults[k] = e
+		}
+	}
+	if len(carried) > 0 {
+		keep := make(map[string]bool, len(carried))
+		for i := range carried {
+			d := &carried[i]
+			keep[d.ID] = true
+			ls.devices = append(ls.devices, devRec{
+				id: d.ID, alias: d.Alias, code: d.Code, hardwareID: d.HardwareID,
+				tags: d.Tags, typ: d.Type, lock: d.LockState, dead: isDead(d),
+			})
+		}
+		for k, e := range ls.faults {
+			if e.gen != gen && keep[k.id] {
+				e.gen = gen // not seen, not cleared: the episode simply goes on
+			}
 		}
 	}
 	// Drop references to devices gone from the listing, so their strings can

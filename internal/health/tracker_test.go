@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/clients/copri"
 )
 
 // faultKeys renders faults compactly for comparisons: "loc/device/kind".
@@ -399,5 +400,83 @@ func TestTrackerRandomWalks(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A partial list is no evidence about the devices it lacks: their episodes
+// go on exactly as they were (same FirstSeen, so remediation sees the same
+// episode), while the devices it does show are judged as usual.
+func TestTrackerPartialLocationKeepsCarriedEpisodes(t *testing.T) {
+	unhealthy := dev("u", health(bikeep.HealthUnhealthy))
+	broken := dev("h", hw(bikeep.HardwareError))
+	healed := dev("f", health(bikeep.HealthUnhealthy))
+	gone := dev("g", health(bikeep.HealthUnhealthy))
+
+	tr := NewTracker(params)
+	tr.ObserveLocation(t0, "loc", []bikeep.Device{unhealthy, broken, healed, gone})
+	tr.ObserveLocation(t0.Add(time.Minute), "loc", []bikeep.Device{unhealthy, broken, healed, gone})
+	before := tr.Faults()
+
+	// u and h are unreadable in this list (carried); f is read and healthy;
+	// g is neither read nor carried (the caller has given up on it).
+	tr.ObservePartialLocation(t0.Add(2*time.Minute), "loc", []bikeep.Device{dev("f")}, []bikeep.Device{unhealthy, broken})
+	after := tr.Faults()
+	if got, want := faultKeys(after), []string{"loc/h/hardware_error", "loc/u/unhealthy"}; !slices.Equal(got, want) {
+		t.Fatalf("faults = %v, want %v", got, want)
+	}
+	for _, f := range after {
+		prev := findFault(t, before, f.DeviceID, f.Kind)
+		if !reflect.DeepEqual(f, prev) {
+			t.Errorf("carried fault changed:\n got %+v\nwant %+v", f, prev)
+		}
+	}
+
+	// Still partial a walk later: still the same episodes.
+	tr.ObservePartialLocation(t0.Add(3*time.Minute), "loc", nil, []bikeep.Device{unhealthy, broken})
+	if got := tr.Faults(); !reflect.DeepEqual(got, after) {
+		t.Fatalf("second partial walk changed the carried faults:\n got %+v\nwant %+v", got, after)
+	}
+
+	// Read again: the episode continues from its first sighting.
+	tr.ObservePartialLocation(t0.Add(4*time.Minute), "loc", []bikeep.Device{unhealthy}, []bikeep.Device{broken})
+	if f := findFault(t, tr.Faults(), "u", Unhealthy); !f.FirstSeen.Equal(t0) || f.Walks != 3 {
+		t.Errorf("u read again = %+v, want FirstSeen t0 and Walks 3", f)
+	}
+
+	// A complete list without h: h is gone.
+	tr.ObserveLocation(t0.Add(5*time.Minute), "loc", []bikeep.Device{unhealthy})
+	if got, want := faultKeys(tr.Faults()), []string{"loc/u/unhealthy"}; !slices.Equal(got, want) {
+		t.Fatalf("after a complete list: faults = %v, want %v", got, want)
+	}
+}
+
+// Grace is judged where the device was last seen: carrying a young lock
+// mismatch through partial walks neither activates it nor restarts it.
+func TestTrackerPartialLocationDoesNotAgeCarriedConditions(t *testing.T) {
+	mismatch := dev("m", lock(bikeep.LockUnlocked))
+	tr := NewTracker(params)
+	tr.ObserveLocation(t0, "loc", []bikeep.Device{mismatch})
+	tr.ObservePartialLocation(t0.Add(time.Hour), "loc", nil, []bikeep.Device{mismatch})
+	if fs := tr.Faults(); len(fs) != 0 {
+		t.Fatalf("faults = %v: a carried condition became active without being seen", faultKeys(fs))
+	}
+	tr.ObserveLocation(t0.Add(time.Hour+time.Minute), "loc", []bikeep.Device{mismatch})
+	if f := findFault(t, tr.Faults(), "m", LockMismatch); !f.FirstSeen.Equal(t0) || f.Walks != 2 {
+		t.Errorf("fault = %+v, want the episode of t0 (grace over since), Walks 2", f)
+	}
+}
+
+// Carried devices stay matchable by rentals with their last known record.
+func TestTrackerCarriedDeviceMatchesRentals(t *testing.T) {
+	target := dev("t1", lock(bikeep.LockUnlocked), state(bikeep.StateUnlocked), func(d *bikeep.Device) { d.Alias = "A-7" })
+	rs := []copri.Rental{rental("b1", "A-7", copri.LockLocked)}
+	tr := NewTracker(params)
+	tr.ObserveLocation(t0, "loc", []bikeep.Device{target})
+	tr.ObserveOperator(t0, "op", Match{Field: MatchAlias}, rs, nil)
+	tr.ObservePartialLocation(t0.Add(3*time.Minute), "loc", nil, []bikeep.Device{target})
+	tr.ObserveOperator(t0.Add(3*time.Minute), "op", Match{Field: MatchAlias}, rs, nil)
+	f := findFault(t, tr.Faults(), "t1", RentalLockMismatch)
+	if f.LocationID != "loc" || !f.FirstSeen.Equal(t0) {
+		t.Errorf("fault = %+v, want the rental episode of t0 on the carried device", f)
 	}
 }

@@ -66,6 +66,9 @@ type EpisodeStatus struct {
 	FirstSeen   time.Time        `json:"first_seen"`
 	Attempts    int              `json:"attempts"`
 	LastAttempt time.Time        `json:"last_attempt"`
+	// AbsentSince: the device has been missing from complete lists of its
+	// location since then; the episode ends after remediation.forget_after.
+	AbsentSince time.Time `json:"absent_since,omitzero"`
 }
 
 // Status returns a snapshot of the engine's state.

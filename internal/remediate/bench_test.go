@@ -48,7 +48,7 @@ func BenchmarkDecisionPass(b *testing.B) {
 				case 0, 1: // cooldown
 					e.devices[d.ID] = now.Add(-time.Minute)
 				case 2: // exhausted
-					e.episodes[episodeKey{d.ID, k, f.FirstSeen.UnixNano()}] = &episodeRecord{DeviceID: d.ID, Alias: d.Alias,
+					e.episodes[faultKey{d.ID, k}] = &episodeRecord{DeviceID: d.ID, Alias: d.Alias,
 						LocationID: loc.ID, Fault: k, FirstSeen: f.FirstSeen, Attempts: p.MaxAttempts, LastAttempt: now.Add(-time.Hour)}
 				case 3, 4: // too young
 					f.Walks = 1
@@ -80,7 +80,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		f.fault("L1", i, health.Unhealthy, t0.Add(-time.Hour), 5)
 	}
 	v.e.Observe(context.Background(), f.snap(t0)) // a location storm
-	v.e.episodes[episodeKey{"L1-d9", health.LockMismatch, 1}] = &episodeRecord{DeviceID: "L1-d9", Alias: "A9", LocationID: "L1",
+	v.e.episodes[faultKey{"L1-d9", health.LockMismatch}] = &episodeRecord{DeviceID: "L1-d9", Alias: "A9", LocationID: "L1",
 		Fault: health.LockMismatch, Attempts: 3}
 	mfs, err := v.reg.Gather()
 	mustNil(t, err)

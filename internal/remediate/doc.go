@@ -13,7 +13,13 @@
 // Gates, in order (first refusal wins; each counted in
 // fleetd_remediation_skipped_total{reason}): disabled / trigger / paused,
 // blackout, excluded, not_active / not_recoverable / unsupported, too_young,
-// storm, in_flight, cooldown, exhausted, max_in_flight, rate_limited, and
-// finally dry_run, which logs what would be sent and touches neither the
-// ledger nor the rate limiter.
+// storm, in_flight, cooldown, exhausted, max_in_flight, stopped, throttled
+// (backing off after the vendor throttled a POST, which is no attempt),
+// rate_limited, and finally dry_run, which logs what would be sent and
+// touches neither the ledger nor the rate limiter.
+//
+// An episode is a (device, fault); it ends only on evidence — the device
+// listed without the fault, or missing from complete lists for
+// remediation.forget_after — so no glitch, restart or reload resets its
+// attempts.
 package remediate

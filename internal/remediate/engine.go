@@ -86,7 +86,10 @@ const (
 	ReasonExhausted      = "exhausted"
 	ReasonMaxInFlight    = "max_in_flight"
 	// ReasonStopped: the engine has shut down and starts no more commands.
-	ReasonStopped     = "stopped"
+	ReasonStopped = "stopped"
+	// ReasonThrottled: the vendor throttled a POST (no command was created,
+	// no attempt used) and every send is backing off.
+	ReasonThrottled   = "throttled"
 	ReasonRateLimited = "rate_limited"
 	ReasonDryRun      = "dry_run"
 	// ReasonLedgerError: the write-ahead record could not be made durable,
@@ -99,7 +102,7 @@ func SkipReasons() []string {
 	return []string{ReasonDisabled, ReasonTrigger, ReasonPaused, ReasonBlackout, ReasonExcluded,
 		ReasonNotActive, ReasonNotRecoverable, ReasonUnsupported, ReasonTooYoung, ReasonStorm,
 		ReasonInFlight, ReasonCooldown, ReasonExhausted, ReasonMaxInFlight, ReasonStopped,
-		ReasonRateLimited, ReasonDryRun, ReasonLedgerError}
+		ReasonThrottled, ReasonRateLimited, ReasonDryRun, ReasonLedgerError}
 }
 
 // Command results (fleetd_remediation_commands_total) and verification
@@ -109,8 +112,11 @@ const (
 	ResultError      = "error"
 	ResultTimeout    = "timeout"
 	ResultSendFailed = "send_failed"
-	ResultFixed      = "fixed"
-	ResultNotFixed   = "not_fixed"
+	// ResultUnknown: the command reported a state the API does not document
+	// and reached no documented end before its timeout.
+	ResultUnknown  = "unknown"
+	ResultFixed    = "fixed"
+	ResultNotFixed = "not_fixed"
 )
 
 // Decision is the outcome of one fault passing through the gates.
@@ -162,6 +168,13 @@ type command struct {
 	seq uint64 // the decision that sent it, for ring updates
 	// polling is set once a poller runs for it (guarded by Engine.mu).
 	polling bool
+	// prevAttempt and prevSend are the episode's last attempt and the
+	// device's last send before this one, to give them back if the vendor
+	// throttles the POST.
+	prevAttempt, prevSend time.Time
+	// odd: the latest state the vendor reported is undocumented; oddLogged:
+	// an undocumented state of this command has been logged.
+	odd, oddLogged bool
 }
 
 type storm struct {
@@ -214,21 +227,25 @@ type Engine struct {
 	pause      pauseRecord
 	fleetStorm *storm
 	storms     map[string]*storm // by location id
-	episodes   map[episodeKey]*episodeRecord
-	devices    map[string]time.Time // device id → last send
-	commands   map[string]*command  // by record key: in flight or awaiting verification
-	inflight   map[string]*command  // by device id
-	snap       *scrape.Snapshot
-	active     map[faultKey]*health.Fault // faults of Up locations in snap
-	faulty     map[string]int             // scratch: faulty devices per location
-	sigs       map[sigKey]sig
-	gen        uint64
-	ring       [ringSize]Decision
-	ringLen    int
-	ringNext   int
-	seq        uint64
-	running    bool
-	stopped    bool
+	episodes   map[faultKey]*episodeRecord
+	// backoffUntil: no POST before this, after the vendor throttled one;
+	// throttles counts consecutive throttled POSTs.
+	backoffUntil time.Time
+	throttles    int
+	devices      map[string]time.Time // device id → last send
+	commands     map[string]*command  // by record key: in flight or awaiting verification
+	inflight     map[string]*command  // by device id
+	snap         *scrape.Snapshot
+	active       map[faultKey]*health.Fault // faults of Up locations in snap
+	faulty       map[string]int             // scratch: faulty devices per location
+	sigs         map[sigKey]sig
+	gen          uint64
+	ring         [ringSize]Decision
+	ringLen      int
+	ringNext     int
+	seq          uint64
+	running      bool
+	stopped      bool
 }
 
 // New builds an engine and loads its state from the ledger. It performs no
@@ -270,7 +287,6 @@ func New(opts Options) (*Engine, error) {
 		limiter:      rate.NewLimiter(opts.Policy.Rate.Limit(), burst(opts.Policy)),
 		pause:        st.pause,
 		storms:       map[string]*storm{},
-		episodes:     map[episodeKey]*episodeRecord{},
 		devices:      map[string]time.Time{},
 		commands:     map[string]*command{},
 		inflight:     map[string]*command{},
@@ -285,9 +301,11 @@ func New(opts Options) (*Engine, error) {
 			e.storms[id] = &storm{since: s.Since}
 		}
 	}
-	for i := range st.episodes {
-		r := st.episodes[i]
-		e.episodes[episodeKey{r.DeviceID, r.Fault, r.FirstSeen.UnixNano()}] = &r
+	var merge []ledgerOp
+	e.episodes, merge = indexEpisodes(st.episodes)
+	if err := opts.Ledger.apply(merge...); err != nil {
+		cancel()
+		return nil, fmt.Errorf("remediate: merge episodes: %w", err)
 	}
 	for _, d := range st.devices {
 		e.devices[d.DeviceID] = d.LastSend
@@ -404,7 +422,7 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 	var ops []ledgerOp
 	ops = e.verifyLocked(ctx, snap, ops)
 	ops = e.expireLocked(ctx, now, ops)
-	ops = e.endEpisodesLocked(ctx, snap, ops)
+	ops = e.endEpisodesLocked(ctx, now, snap, ops)
 	ops = e.stormsLocked(ctx, now, snap, ops)
 	if err := e.ledger.apply(ops...); err != nil {
 		e.log.Error("remediation ledger update failed", "err", err)
@@ -485,12 +503,9 @@ func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault,
 	case f != nil:
 		d.Alias = f.Alias
 	}
-	var ep *episodeRecord
-	if f != nil {
-		ep = e.episodes[episodeKey{deviceID, kind, f.FirstSeen.UnixNano()}]
-		if ep != nil {
-			d.Attempt = ep.Attempts
-		}
+	ep := e.episodes[faultKey{deviceID, kind}]
+	if ep != nil {
+		d.Attempt = ep.Attempts
 	}
 	reason := e.gateLocked(pc, f, dev, ep, deviceID, locationID, kind, source)
 	switch reason {
@@ -549,6 +564,8 @@ func (e *Engine) gateLocked(pc *passCtx, f *health.Fault, dev *bikeep.Device, ep
 		return ReasonMaxInFlight
 	case e.stopped:
 		return ReasonStopped
+	case pc.now.Before(e.backoffUntil):
+		return ReasonThrottled
 	case p.DryRun:
 		// A dry run must not spend tokens: it only asks whether one is there.
 		if e.limiter.TokensAt(pc.now) < 1 {
@@ -588,16 +605,19 @@ func (e *Engine) powerCycle(attempt int) bool {
 // sendLocked records the attempt durably, then starts the POST in a
 // goroutine. The token has been spent by the rate gate.
 func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault, ep *episodeRecord, d Decision) Decision {
+	// An episode keeps the first-seen time it started with: it is part of
+	// its ledger key and of its commands' keys.
 	next := episodeRecord{DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault, FirstSeen: f.FirstSeen}
 	if ep != nil {
 		next = *ep
-		next.Alias, next.LocationID = d.Alias, d.LocationID
+		next.Alias, next.LocationID, next.AbsentSince = d.Alias, d.LocationID, time.Time{}
 	}
+	prevAttempt := next.LastAttempt
 	next.Attempts++
 	next.LastAttempt = now
 	rec := commandRecord{
 		DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault,
-		FirstSeen: f.FirstSeen, Attempt: next.Attempts, PowerCycle: e.powerCycle(next.Attempts),
+		FirstSeen: next.FirstSeen, Attempt: next.Attempts, PowerCycle: e.powerCycle(next.Attempts),
 		SentAt: now, Phase: phaseSending, Source: d.Source,
 	}
 	key := rec.key()
@@ -621,10 +641,11 @@ func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault,
 		e.m.skip(d.Reason)
 		return d
 	}
-	e.episodes[episodeKey{next.DeviceID, next.Fault, next.FirstSeen.UnixNano()}] = &next
+	e.episodes[faultKey{next.DeviceID, next.Fault}] = &next
+	prevSend := e.devices[d.DeviceID]
 	e.devices[d.DeviceID] = now
 	e.seq++
-	c := &command{rec: rec, key: key, seq: e.seq}
+	c := &command{rec: rec, key: key, seq: e.seq, prevAttempt: prevAttempt, prevSend: prevSend}
 	e.commands[key] = c
 	e.inflight[d.DeviceID] = c
 	d.Outcome, d.Attempt, d.PowerCycle, d.seq = OutcomeSent, rec.Attempt, rec.PowerCycle, c.seq
@@ -756,8 +777,13 @@ func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []
 			continue
 		}
 		result := ResultFixed
-		if e.active[faultKey{c.rec.DeviceID, c.rec.Fault}] != nil {
+		switch {
+		case e.active[faultKey{c.rec.DeviceID, c.rec.Fault}] != nil:
 			result = ResultNotFixed
+		case findDevice(loc, c.rec.DeviceID) == nil:
+			// Absence is not a cure: wait for the device to be seen.
+			ops = e.dropUnverifiableLocked(ctx, key, c, loc, ops)
+			continue
 		}
 		e.m.verified.WithLabelValues(string(c.rec.Fault), result).Inc()
 		delete(e.commands, key)
@@ -786,27 +812,6 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []ledgerOp
 			delete(e.devices, id)
 			ops = append(ops, delOp(bucketDevices, id))
 		}
-	}
-	return ops
-}
-
-// endEpisodesLocked ends every episode whose fault is absent from a fresh
-// walk of its Up location (a new episode of the same kind ends the old one).
-func (e *Engine) endEpisodesLocked(ctx context.Context, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
-	for k, ep := range e.episodes {
-		loc := findLocation(snap, ep.LocationID)
-		if loc == nil || !loc.Up {
-			continue // not observed: nothing is known
-		}
-		if f := e.active[faultKey{k.DeviceID, k.Fault}]; f != nil && f.FirstSeen.UnixNano() == k.FirstSeen {
-			continue
-		}
-		delete(e.episodes, k)
-		ops = append(ops, delOp(bucketEpisodes, ep.key()))
-		e.log.LogAttrs(ctx, slog.LevelInfo, "remediation fault episode ended",
-			slog.String("device_id", ep.DeviceID), slog.String("alias", ep.Alias),
-			slog.String("location_id", ep.LocationID), slog.String("fault", string(ep.Fault)),
-			slog.Int("attempts", ep.Attempts))
 	}
 	return ops
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/clients/limits"
 )
 
 // send POSTs one sync-device, exactly once, and records what came of it.
@@ -24,8 +25,17 @@ func (e *Engine) send(c *command) {
 		apiErr    *bikeep.APIError
 		ambiguous *bikeep.AmbiguousSendError
 	)
+	refused := err != nil && !errors.As(err, &ambiguous) && errors.As(err, &apiErr)
+	if refused || (err == nil && cmd != nil && cmd.ID != "") {
+		if retryAfter, ok := throttled(err); ok {
+			e.throttledLocked(c, apiErr, retryAfter, now)
+			return
+		}
+		e.throttles = 0 // the vendor answered without throttling
+	}
 	switch {
 	case err == nil && cmd != nil && cmd.ID != "":
+		e.noteStateLocked(c, cmd.State.Value)
 		c.rec.Phase, c.rec.CommandID, c.rec.TimeoutAt = phasePolling, cmd.ID, cmd.State.TimeoutAt.Time
 		e.persistLocked(c)
 		e.updateRingLocked(c.seq, func(d *Decision) { d.CommandID = cmd.ID })
@@ -41,7 +51,7 @@ func (e *Engine) send(c *command) {
 			}
 		}
 
-	case err != nil && !errors.As(err, &ambiguous) && errors.As(err, &apiErr):
+	case refused:
 		// The vendor answered with a refusal: no command exists. The attempt
 		// and the cooldown stay counted; the device is free again.
 		c.rec.Result, c.rec.CorrelationID = ResultSendFailed, apiErr.CorrelationID
@@ -118,6 +128,7 @@ func (e *Engine) poll(c *command) {
 			if !got.State.TimeoutAt.IsZero() && !got.State.TimeoutAt.Equal(c.rec.TimeoutAt) {
 				c.rec.TimeoutAt = got.State.TimeoutAt.Time
 			}
+			e.noteStateLocked(c, got.State.Value)
 			switch got.State.Value {
 			case bikeep.CommandSuccess:
 				result = ResultSuccess
@@ -137,6 +148,9 @@ func (e *Engine) poll(c *command) {
 			if (!timeoutAt.IsZero() && now.After(timeoutAt)) ||
 				(e.policy.CommandTimeout > 0 && now.Sub(c.rec.SentAt) >= e.policy.CommandTimeout) {
 				result = ResultTimeout
+				if c.odd {
+					result = ResultUnknown
+				}
 			}
 		}
 		if result != "" {
@@ -173,4 +187,22 @@ func commandAttrs(r *commandRecord) []slog.Attr {
 		slog.String("command_id", r.CommandID), slog.String("phase", r.Phase),
 		slog.String("result", r.Result), slog.String("correlation_id", r.CorrelationID),
 	}
+}
+
+// maxStateBytes bounds an undocumented state value in a log line: it is
+// vendor text.
+const maxStateBytes = 64
+
+// noteStateLocked remembers whether the latest state a command reported is
+// undocumented, so that it ends as unknown rather than timeout, and logs
+// the first such value of each command.
+func (e *Engine) noteStateLocked(c *command, v bikeep.CommandStateValue) {
+	c.odd = !v.Known()
+	if !c.odd || c.oddLogged {
+		return
+	}
+	c.oddLogged = true
+	state, _ := limits.Text(string(v), maxStateBytes)
+	e.log.LogAttrs(e.ctx, slog.LevelWarn, "remediation command reported an undocumented state",
+		append(commandAttrs(&c.rec), slog.String("state", state))...)
 }

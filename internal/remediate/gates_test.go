@@ -226,7 +226,7 @@ func TestGates(t *testing.T) {
 func episodeWith(attempts int) func(*env, *fleet, time.Time) {
 	return func(v *env, f *fleet, now time.Time) {
 		flt := f.loc("L1").faults[0]
-		v.e.episodes[episodeKey{flt.DeviceID, flt.Kind, flt.FirstSeen.UnixNano()}] = &episodeRecord{
+		v.e.episodes[faultKey{flt.DeviceID, flt.Kind}] = &episodeRecord{
 			DeviceID: flt.DeviceID, LocationID: "L1", Fault: flt.Kind, FirstSeen: flt.FirstSeen, Attempts: attempts, LastAttempt: now.Add(-time.Hour)}
 	}
 }

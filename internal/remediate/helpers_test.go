@@ -1,11 +1,15 @@
 package remediate
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,6 +152,8 @@ func testPolicy(dir string) config.Remediation {
 
 type env struct {
 	t      *testing.T
+	p      config.Remediation
+	logs   *logBuffer
 	e      *Engine
 	ledger *Ledger
 	clock  *fakeClock
@@ -174,7 +180,8 @@ func startEnv(t *testing.T, p config.Remediation, clock *fakeClock, cmd *fakeCom
 		t.Fatalf("OpenLedger: %v", err)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	e, err := New(Options{Policy: p, Commander: cmd, Ledger: l, Registerer: reg, Logger: testLogger(t),
+	logs := &logBuffer{}
+	e, err := New(Options{Policy: p, Commander: cmd, Ledger: l, Registerer: reg, Logger: bufferLogger(t, logs),
 		Now: clock.Now, PollInterval: time.Millisecond})
 	if err != nil {
 		_ = l.Close()
@@ -196,7 +203,51 @@ func startEnv(t *testing.T, p config.Remediation, clock *fakeClock, cmd *fakeCom
 		})
 	}
 	t.Cleanup(stop)
-	return &env{t: t, e: e, ledger: l, clock: clock, cmd: cmd, reg: reg, stop: stop}
+	return &env{t: t, p: p, logs: logs, e: e, ledger: l, clock: clock, cmd: cmd, reg: reg, stop: stop}
+}
+
+// restart stops the engine, closes the ledger and starts a new engine over
+// the reopened ledger, with the same clock and vendor: what a crash or a
+// restart of fleetd does.
+func (v *env) restart() {
+	v.t.Helper()
+	v.quiet()
+	v.stop()
+	*v = *startEnv(v.t, v.p, v.clock, v.cmd)
+}
+
+// logBuffer collects an engine's log lines for tests that read them.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Lines returns the lines whose message is msg.
+func (b *logBuffer) Lines(msg string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, l := range strings.Split(b.buf.String(), "\n") {
+		if strings.Contains(l, "msg="+strconv.Quote(msg)) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// bufferLogger logs at DEBUG into b (and to the test log with -v).
+func bufferLogger(t *testing.T, b *logBuffer) *slog.Logger {
+	var w io.Writer = b
+	if testing.Verbose() {
+		w = io.MultiWriter(b, tWriter{t})
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -258,7 +309,11 @@ type locSpec struct {
 	id      string
 	up      bool
 	devices []bikeep.Device
-	faults  []health.Fault
+	// hidden devices are left out of the list (a glitch or a removal);
+	// undecodable makes the list partial.
+	hidden      map[string]bool
+	undecodable int
+	faults      []health.Fault
 	// lastSuccess overrides the walk end (default: now).
 	lastSuccess time.Time
 }
@@ -307,7 +362,12 @@ func (f *fleet) snap(now time.Time) *scrape.Snapshot {
 	s := &scrape.Snapshot{Taken: now,
 		Sources: []scrape.SourceStatus{{Name: scrape.SourceBikeep, Up: true, Walked: true, LastSuccess: now, LastDuration: f.walkDur}}}
 	for _, l := range f.locs {
-		ls := scrape.LocationStatus{ID: l.id, Up: l.up, Devices: append([]bikeep.Device(nil), l.devices...)}
+		ls := scrape.LocationStatus{ID: l.id, Up: l.up, Undecodable: l.undecodable}
+		for _, d := range l.devices {
+			if !l.hidden[d.ID] {
+				ls.Devices = append(ls.Devices, d)
+			}
+		}
 		if l.up {
 			ls.LastSuccess = now
 			if !l.lastSuccess.IsZero() {

@@ -70,6 +70,9 @@ type episodeRecord struct {
 	FirstSeen   time.Time        `json:"first_seen"`
 	Attempts    int              `json:"attempts"`
 	LastAttempt time.Time        `json:"last_attempt"`
+	// AbsentSince is when the device was first missing from a complete list
+	// of its location since it was last seen with the fault; zero while seen.
+	AbsentSince time.Time `json:"absent_since,omitzero"`
 }
 
 func (r *episodeRecord) key() string {

@@ -29,7 +29,7 @@ func newMetrics(e *Engine) *metrics {
 		}, []string{"reason"}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetd_remediation_commands_total",
-			Help: "sync-device commands sent by remediation, by fault and final result (send_failed: refused or outcome unknown).",
+			Help: "sync-device commands sent by remediation, by fault and final result (send_failed: refused or outcome unknown; unknown: an undocumented command state until the timeout).",
 		}, []string{"fault", "result"}),
 		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetd_remediation_verified_total",
@@ -54,7 +54,7 @@ func newMetrics(e *Engine) *metrics {
 		if !k.RecoverableKind() {
 			continue
 		}
-		for _, r := range []string{ResultSuccess, ResultError, ResultTimeout, ResultSendFailed} {
+		for _, r := range []string{ResultSuccess, ResultError, ResultTimeout, ResultUnknown, ResultSendFailed} {
 			m.commands.WithLabelValues(string(k), r)
 		}
 		for _, r := range []string{ResultFixed, ResultNotFixed} {
@@ -104,15 +104,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for id := range e.storms {
 		ch <- prometheus.MustNewConstMetric(c.stormDesc, prometheus.GaugeValue, 1, id)
 	}
-	seen := map[faultKey]bool{}
 	for _, ep := range e.exhaustedLocked() {
-		// Two episodes of one fault cannot both be exhausted (a new episode
-		// ends the old one), but a duplicate series would fail the scrape.
-		if k := (faultKey{ep.DeviceID, ep.Fault}); seen[k] {
-			continue
-		} else {
-			seen[k] = true
-		}
 		ch <- prometheus.MustNewConstMetric(c.exhaustedDesc, prometheus.GaugeValue, 1,
 			ep.DeviceID, ep.Alias, ep.LocationID, string(ep.Fault))
 	}
@@ -121,8 +113,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // exhaustedLocked returns the episodes that used every attempt and whose
-// last attempt is neither in flight nor awaiting verification. Episodes
-// end when their fault is gone from a fresh walk, so the fault is active.
+// last attempt is neither in flight nor awaiting verification. An episode
+// ends only on evidence, so its fault is active or its device unseen.
 func (e *Engine) exhaustedLocked() []*episodeRecord {
 	var out []*episodeRecord
 	for k, ep := range e.episodes {
@@ -131,7 +123,7 @@ func (e *Engine) exhaustedLocked() []*episodeRecord {
 		}
 		pending := false
 		for _, c := range e.commands {
-			if c.rec.DeviceID == k.DeviceID && c.rec.Fault == k.Fault && c.rec.FirstSeen.UnixNano() == k.FirstSeen {
+			if c.rec.DeviceID == k.DeviceID && c.rec.Fault == k.Fault {
 				pending = true
 				break
 			}

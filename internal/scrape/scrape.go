@@ -5,7 +5,10 @@
 //
 // One failing location or operator never blanks the others: each keeps its
 // last good data until health.stale_after, after which its data drops out
-// while its failure stays visible.
+// while its failure stays visible. Absence is not health: a device list
+// answered without its list fails the location, and one with unreadable
+// entries makes it partial, its missing devices carried with their last
+// known state (see LocationStatus).
 package scrape
 
 import (
@@ -20,6 +23,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/copri"
+	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/health"
 )
 
@@ -61,6 +65,10 @@ type Options struct {
 	// StaleAfter is how long a location's or operator's last good data is
 	// reported after its walks started failing.
 	StaleAfter time.Duration
+	// ForgetAfter is how long a device missing from partial lists of its
+	// location is carried after it was last read (remediation.forget_after).
+	// Zero carries it until a complete list or staleness ends it.
+	ForgetAfter time.Duration
 	// OnDeviceWalk, if set, is called with the new snapshot after every
 	// completed device walk, in the walk's goroutine.
 	OnDeviceWalk func(ctx context.Context, s *Snapshot)
@@ -88,6 +96,8 @@ type Scraper struct {
 	sources   map[string]*SourceStatus
 	locations map[string]*LocationStatus
 	operators map[string]*OperatorStatus
+	// carriedSeen is when each carried device was last read, by location.
+	carriedSeen map[string]map[string]time.Time
 
 	snap         atomic.Pointer[Snapshot]
 	deviceWalked atomic.Bool
@@ -115,6 +125,8 @@ func New(opts Options) (*Scraper, error) {
 		sources:   map[string]*SourceStatus{SourceBikeep: {Name: SourceBikeep}},
 		locations: map[string]*LocationStatus{},
 		operators: map[string]*OperatorStatus{},
+
+		carriedSeen: map[string]map[string]time.Time{},
 	}
 	s.opts.Store(&opts)
 	for _, op := range opts.Operators {
@@ -197,6 +209,7 @@ func (s *Scraper) Reconfigure(opts Options) error {
 		for id := range s.locations {
 			if !want[id] {
 				delete(s.locations, id)
+				delete(s.carriedSeen, id)
 				s.tracker.ForgetLocation(id)
 			}
 		}
@@ -225,7 +238,15 @@ type locationResult struct {
 	err     error
 	// partial is a decode problem with some devices; the others are good.
 	partial error
+	// undecodable is the number of entries partial names; decodeErr the
+	// first one's error, capped for display.
+	undecodable int
+	decodeErr   string
 }
+
+// maxDecodeError caps LocationStatus.DecodeError: it is shown on the status
+// page and holds vendor-influenced text.
+const maxDecodeError = 256
 
 // WalkDevices walks every location once and publishes a new snapshot. The
 // returned error describes a failed source (discovery failed or every
@@ -252,6 +273,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	failed := 0
+	readElsewhere := readByWalk(results)
 	for _, r := range results {
 		loc := s.locations[r.id]
 		if loc == nil {
@@ -264,15 +286,24 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 			failed++
 			loc.Up = false
 			loc.LastError = r.err.Error()
+			loc.Undecodable, loc.DecodeError = 0, ""
 			s.log.Warn("location walk failed", "location_id", r.id, "err", r.err)
 			continue
 		}
 		if r.partial != nil {
-			s.log.Warn("location walk decoded only part of the devices", "location_id", r.id, "err", r.partial)
+			carried := s.carryLocked(o, loc, r, end, readElsewhere)
+			s.log.Warn("location walk decoded only part of the devices; the missing ones keep their last known state",
+				"location_id", r.id, "undecodable", r.undecodable, "carried", len(carried), "err", r.partial)
+			loc.Carried, loc.Undecodable, loc.DecodeError = carried, r.undecodable, r.decodeErr
+			loc.UndecodableTotal += uint64(r.undecodable)
+			s.tracker.ObservePartialLocation(end, r.id, r.devices, carried)
+		} else {
+			loc.Carried, loc.Undecodable, loc.DecodeError = nil, 0, ""
+			delete(s.carriedSeen, r.id)
+			s.tracker.ObserveLocation(end, r.id, r.devices)
 		}
 		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, end, "", false
 		loc.Devices = r.devices
-		s.tracker.ObserveLocation(end, r.id, r.devices)
 	}
 	if discovered != nil {
 		for id := range s.locations {
@@ -280,6 +311,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 				// Gone from the Location API: no longer ours to report.
 				s.tracker.ForgetLocation(id)
 				delete(s.locations, id)
+				delete(s.carriedSeen, id)
 			}
 		}
 		for id, l := range discovered {
@@ -289,7 +321,8 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 	for id, loc := range s.locations {
 		if !loc.Up && loc.Devices != nil && end.Sub(loc.LastSuccess) > o.StaleAfter {
 			s.log.Warn("location data is stale, no longer reported", "location_id", id, "last_success", loc.LastSuccess)
-			loc.Stale, loc.Devices = true, nil
+			loc.Stale, loc.Devices, loc.Carried = true, nil, nil
+			delete(s.carriedSeen, id)
 			s.tracker.ForgetLocation(id)
 		}
 	}
@@ -308,6 +341,59 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 		s.log.Debug("device walk finished", "locations", len(results), "duration", end.Sub(start))
 	}
 	return s.publishLocked(), walkErr
+}
+
+// readByWalk returns the ids of every device read by this walk, in any
+// location, when some location's list was partial (nil otherwise): a device
+// read elsewhere has moved and is not carried where it was.
+func readByWalk(results []locationResult) map[string]bool {
+	n, partial := 0, false
+	for i := range results {
+		n += len(results[i].devices)
+		partial = partial || results[i].partial != nil
+	}
+	if !partial {
+		return nil
+	}
+	read := make(map[string]bool, n)
+	for i := range results {
+		for j := range results[i].devices {
+			read[results[i].devices[j].ID] = true
+		}
+	}
+	return read
+}
+
+// carryLocked returns the devices a partial list r of loc lacks that keep
+// their last known record: those of loc's previous list (read at
+// loc.LastSuccess) or already carried, not read by this walk, and read
+// within o.ForgetAfter. It records when each was last read.
+func (s *Scraper) carryLocked(o *Options, loc *LocationStatus, r locationResult, now time.Time, read map[string]bool) []bikeep.Device {
+	prevSeen := s.carriedSeen[loc.ID]
+	seen := make(map[string]time.Time)
+	var carried []bikeep.Device
+	consider := func(d *bikeep.Device, at time.Time) {
+		if read[d.ID] || (o.ForgetAfter > 0 && now.Sub(at) > o.ForgetAfter) {
+			return
+		}
+		if _, dup := seen[d.ID]; dup {
+			return
+		}
+		seen[d.ID] = at
+		carried = append(carried, *d)
+	}
+	for i := range loc.Devices {
+		consider(&loc.Devices[i], loc.LastSuccess)
+	}
+	for i := range loc.Carried {
+		consider(&loc.Carried[i], prevSeen[loc.Carried[i].ID])
+	}
+	if len(carried) == 0 {
+		delete(s.carriedSeen, loc.ID)
+		return nil
+	}
+	s.carriedSeen[loc.ID] = seen
+	return carried
 }
 
 // discover returns the ids to walk. When discovery is on and succeeds, the
@@ -402,12 +488,58 @@ func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r l
 	switch {
 	case errors.As(err, &partial):
 		r.devices, r.partial = s.compact.devices(devices), err
+		r.undecodable = max(len(partial.Bad), 1)
+		if len(partial.Bad) > 0 {
+			r.decodeErr, _ = limits.Text(partial.Bad[0].Error(), maxDecodeError)
+		} else {
+			r.decodeErr, _ = limits.Text(err.Error(), maxDecodeError)
+		}
 	case err != nil:
 		r.err = err
 	default:
 		r.devices = s.compact.devices(devices)
 	}
+	if r.err == nil {
+		r.dropBlank()
+	}
 	return r
+}
+
+// blank reports whether a decoded device record carries none of the fields
+// its health is judged by, as a record cut short by the vendor does: it
+// would classify as faultless, and is no evidence of that.
+func blank(d *bikeep.Device) bool {
+	return d.Type == "" && d.State == nil && d.LockState == "" && d.HardwareState == "" && d.HeartbeatV2 == nil
+}
+
+// dropBlank takes blank records out of the list and counts them as
+// undecodable entries, which makes the list partial: the devices they
+// stand for keep their last known state instead of passing for healthy.
+func (r *locationResult) dropBlank() {
+	n, first := 0, -1
+	for i := range r.devices {
+		if blank(&r.devices[i]) {
+			n++
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	if n == 0 {
+		return
+	}
+	id, _ := limits.Text(r.devices[first].ID, 64)
+	err := fmt.Errorf("%d device record(s) without type, state, lock_state, hardware_state or heartbeat_v2, the first with id %q", n, id)
+	kept := make([]bikeep.Device, 0, len(r.devices)-n)
+	for i := range r.devices {
+		if !blank(&r.devices[i]) {
+			kept = append(kept, r.devices[i])
+		}
+	}
+	if r.partial == nil {
+		r.decodeErr, _ = limits.Text(err.Error(), maxDecodeError)
+	}
+	r.devices, r.partial, r.undecodable = kept, errors.Join(r.partial, err), r.undecodable+n
 }
 
 type operatorResult struct {

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 )
 
 // maxTokens bounds the token table; expired tokens are pruned beyond it.
@@ -100,7 +98,7 @@ func (s *Sim) buildLocations(base string) []byte {
 	for _, l := range s.fleet.locations {
 		c := l.counts.Load()
 		if c == nil {
-			c = &bikeep.DeviceCounts{}
+			c = &wireDeviceCounts{}
 			for _, d := range l.devices {
 				d.count(c)
 			}
@@ -253,21 +251,21 @@ func validateCommand(d *device, req wireCommandRequest, now time.Time) (int, str
 			"Command " + req.Command + " is not supported by this device (supported: " + commandsOf(d) + ")"
 	}
 	switch req.Command {
-	case bikeep.CmdForceUnlock:
+	case cmdForceUnlock:
 		if len(req.Reason) < 5 {
 			return http.StatusBadRequest, "ERRORS.VALIDATION_ERROR", "reason is required for force-unlock"
 		}
-		if (req.Reason == "STUCK_USER_OTHER_ISSUE" || req.Reason == "OTHER") && len(req.Comment) < 5 {
+		if (req.Reason == reasonStuckUserOther || req.Reason == reasonOther) && len(req.Comment) < 5 {
 			return http.StatusBadRequest, "ERRORS.VALIDATION_ERROR", "comment of at least 5 characters is required for this reason"
 		}
-	case bikeep.CmdBook:
+	case cmdBook:
 		if req.TimeoutAt != nil {
 			t, err := time.Parse(time.RFC3339Nano, *req.TimeoutAt)
 			if err != nil || !t.After(now) {
 				return http.StatusBadRequest, "ERRORS.INVALID_TIMEOUT_AT", "timeout_at must be an RFC 3339 time in the future"
 			}
 		}
-	case bikeep.CmdLock, bikeep.CmdUnlock:
+	case cmdLock, cmdUnlock:
 		if !d.lastLockCmd.IsZero() && now.Sub(d.lastLockCmd) < throttleWindow(d.power) {
 			return http.StatusTooManyRequests, "ERRORS.LOCK_COMMAND_THROTTLED", "Lock commands are throttled for this device, try again later"
 		}

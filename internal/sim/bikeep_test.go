@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/sim/vocab"
 )
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -65,8 +64,8 @@ func TestFleetShape(t *testing.T) {
 	o.Locations = 60
 	h := newHarness(t, o)
 	aliasRE := regexp.MustCompile(`^[A-Z]{2,3}-\d{4}-\d{2}$`)
-	types := map[bikeep.DeviceType]int{}
-	locTypes := map[bikeep.LocationType]int{}
+	types := map[string]int{}
+	locTypes := map[string]int{}
 	var deepSleep, noAuto, legacy int
 	names := map[string]bool{}
 	for _, l := range h.sim.Locations() {
@@ -80,22 +79,22 @@ func TestFleetShape(t *testing.T) {
 			if !uuidRE.MatchString(d.ID) || !aliasRE.MatchString(d.Alias) {
 				t.Errorf("id %q alias %q", d.ID, d.Alias)
 			}
-			if d.SleepState == bikeep.SleepDeep && d.PowerSaveStrategy == bikeep.PowerLocalWakeup {
+			if d.SleepState == string(sleepDeep) && d.PowerSaveStrategy == string(powerLocalWakeup) {
 				deepSleep++
 			}
 			if slices.Contains(d.Tags, "no-auto-remediation") {
 				noAuto++
 			}
-			switch d.Type {
-			case bikeep.TypeBikeHouseDoor:
+			switch deviceType(d.Type) {
+			case typeBikeHouseDoor:
 				if !slices.Equal(d.Commands, []string{"unlock"}) {
 					t.Errorf("BIKE_HOUSE_DOOR commands %v, want only unlock", d.Commands)
 				}
-			case bikeep.TypeGuard:
+			case typeGuard:
 				if !slices.Contains(d.Commands, "sync-device") || slices.Contains(d.Commands, "lock") {
 					t.Errorf("GUARD commands %v", d.Commands)
 				}
-			case bikeep.TypeLocker, bikeep.TypeBikeDock:
+			case typeLocker, typeBikeDock:
 				for _, c := range []string{"lock", "unlock", "book", "cancel-booking", "force-lock", "force-unlock", "force-cancel-booking"} {
 					if !slices.Contains(d.Commands, c) {
 						t.Errorf("%s lacks %s: %v", d.Type, c, d.Commands)
@@ -104,20 +103,20 @@ func TestFleetShape(t *testing.T) {
 				if !slices.Contains(d.Commands, "sync-device") {
 					legacy++
 				}
-			case bikeep.TypeBikeRent:
+			case typeBikeRent:
 				if d.Bike != d.Alias {
 					t.Errorf("bike %q for alias %q", d.Bike, d.Alias)
 				}
 			}
 		}
 	}
-	for _, lt := range []bikeep.LocationType{bikeep.LocationBikeLockers, bikeep.LocationBikeDocks, bikeep.LocationBikeHouse} {
-		if locTypes[lt] == 0 {
+	for _, lt := range []locationType{locBikeLockers, locBikeDocks, locBikeHouse} {
+		if locTypes[string(lt)] == 0 {
 			t.Errorf("no %s location in %v", lt, locTypes)
 		}
 	}
-	for _, dt := range []bikeep.DeviceType{bikeep.TypeGuard, bikeep.TypeLocker, bikeep.TypeBikeDock, bikeep.TypeBikeHouseDoor, bikeep.TypeBikeRent} {
-		if types[dt] == 0 {
+	for _, dt := range []deviceType{typeGuard, typeLocker, typeBikeDock, typeBikeHouseDoor, typeBikeRent} {
+		if types[string(dt)] == 0 {
 			t.Errorf("no %s device in %v", dt, types)
 		}
 	}
@@ -153,13 +152,23 @@ func sortedKeys(m map[string]bool) []string {
 	return s
 }
 
-func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
-	ref, err := os.ReadFile("testdata/reference-device.json")
+// referenceExample is an example payload of the reference text itself
+// (docs/vendor), not a copy of it.
+func referenceExample(t *testing.T, endpoint string) map[string]any {
+	t.Helper()
+	ref, err := os.ReadFile(referencePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var refDoc any
-	mustUnmarshal(t, ref, &refDoc)
+	doc, err := vocab.Example(ref, endpoint, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
+	var refDoc any = referenceExample(t, "/device/v1/devices/{device_id}")
 	want := map[string]bool{}
 	keys("", refDoc, want)
 
@@ -167,7 +176,7 @@ func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
 	// Union over the fleet: nullable objects (user, price_list) are null on
 	// some devices; every key must appear somewhere and no key may be extra.
 	got := map[string]bool{}
-	perDevice := 0
+	perDevice, users := 0, 0
 	for _, l := range h.sim.Locations() {
 		var list struct {
 			Data []map[string]any `json:"data"`
@@ -190,10 +199,24 @@ func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
 					t.Fatalf("device %v lacks key %q", d["id"], k)
 				}
 			}
+			// price_list is served on every device; user only where a user
+			// occupies it (it needs permissions, so null is documented).
+			if pl, ok := d["price_list"].(map[string]any); !ok || pl["id"] == "" || pl["uri"] == "" {
+				t.Errorf("device %v price_list %v", d["id"], d["price_list"])
+			}
+			if u, ok := d["user"].(map[string]any); ok {
+				users++
+				if u["id"] == "" || u["access_key"] == "" {
+					t.Errorf("device %v user %v", d["id"], u)
+				}
+			}
 		}
 	}
 	if perDevice == 0 {
 		t.Fatal("no devices")
+	}
+	if users == 0 || users == perDevice {
+		t.Errorf("%d of %d devices have a user: want some occupied, some free", users, perDevice)
 	}
 	for _, k := range sortedKeys(want) {
 		if !got[k] {
@@ -208,12 +231,7 @@ func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
 }
 
 func TestCommandJSONHasEveryReferenceKey(t *testing.T) {
-	ref, err := os.ReadFile("testdata/reference-command.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var refDoc any
-	mustUnmarshal(t, ref, &refDoc)
+	var refDoc any = referenceExample(t, "/device/v1/commands/{command_id}")
 	want := map[string]bool{}
 	keys("", refDoc, want)
 	want["events"] = true // arrays: compare the element keys separately
@@ -268,47 +286,6 @@ func TestDeprecatedAndHealthyFields(t *testing.T) {
 			}
 		}
 	}
-	// A healthy steady state is consistent: no fault in the whole fleet.
-	for _, l := range h.sim.Locations() {
-		var list struct{ Data []bikeep.Device }
-		mustUnmarshal(t, h.get("/device/v1/locations/"+l.ID+"/devices"), &list)
-		for _, d := range list.Data {
-			if d.HardwareState != bikeep.HardwareNormal {
-				t.Errorf("%s hardware_state %s", d.Alias, d.HardwareState)
-			}
-			if hb := d.HeartbeatV2; hb != nil && hb.Health != bikeep.HealthHealthy {
-				t.Errorf("%s health %s", d.Alias, hb.Health)
-			}
-			if consistent(d) != nil {
-				t.Errorf("%s: %v", d.Alias, consistent(d))
-			}
-		}
-	}
-}
-
-// consistent checks state.value against lock_state the way fleetd must:
-// inverted for BIKE_HOUSE_DOOR, no lock for GUARD.
-func consistent(d bikeep.Device) error {
-	sv, ls := (&d).StateValue(), d.LockState
-	switch d.Type {
-	case bikeep.TypeGuard:
-		if ls != "" {
-			return fmt.Errorf("GUARD lock_state %q, want empty", ls)
-		}
-		return nil
-	case bikeep.TypeBikeHouseDoor:
-		if string(sv) == string(ls) {
-			return fmt.Errorf("door state %s lock %s: want opposite", sv, ls)
-		}
-		return nil
-	}
-	if sv == bikeep.StateBooked {
-		return nil
-	}
-	if string(sv) != string(ls) {
-		return fmt.Errorf("state %s lock %s disagree", sv, ls)
-	}
-	return nil
 }
 
 func TestTokenFlow(t *testing.T) {
@@ -399,31 +376,6 @@ func TestNotFound(t *testing.T) {
 		if resp.StatusCode != 404 || e.ErrorCode != "ERRORS.NOT_FOUND" || e.StatusCode != 404 || !uuidRE.MatchString(e.CorrelationID) {
 			t.Errorf("%s: %d %s", p, resp.StatusCode, body)
 		}
-	}
-}
-
-func TestLocations(t *testing.T) {
-	h := newHarness(t, testOptions())
-	var list struct {
-		Data []bikeep.Location `json:"data"`
-		URI  string            `json:"uri"`
-	}
-	mustUnmarshal(t, h.get("/location/v1/locations"), &list)
-	if len(list.Data) != 12 || !strings.HasSuffix(list.URI, "/location/v1/locations") {
-		t.Fatalf("%d locations, uri %q", len(list.Data), list.URI)
-	}
-	l := list.Data[0]
-	if l.Status != "LAUNCHED" || l.Connection != "online" || l.Devices.Total != 10 || l.Devices.Online != 10 || !l.Type.Known() || l.Name == "" {
-		t.Errorf("location %+v", l)
-	}
-	// A dead device drops out of online.
-	d := h.sim.Devices(l.ID)[2]
-	if err := h.sim.SetFault(d.ID, FaultDead); err != nil {
-		t.Fatal(err)
-	}
-	mustUnmarshal(t, h.get("/location/v1/locations"), &list)
-	if list.Data[0].Devices.Online != 9 {
-		t.Errorf("online %d after a dead device, want 9", list.Data[0].Devices.Online)
 	}
 }
 

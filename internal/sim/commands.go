@@ -4,9 +4,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
-	"github.com/fleetd/fleetd/internal/clients/copri"
 )
 
 // command is a device command and its lifecycle
@@ -15,7 +12,7 @@ type command struct {
 	id, name   string
 	dev        *device
 	base       string // URI base of the request that created it
-	state      bikeep.CommandStateValue
+	state      commandState
 	reason     string
 	created    time.Time
 	timeoutAt  time.Time
@@ -40,10 +37,10 @@ func (s *Sim) newCommand(d *device, req wireCommandRequest, base string, now tim
 		name:       req.Command,
 		dev:        d,
 		base:       base,
-		state:      bikeep.CommandNotSent,
+		state:      cmdStateNotSent,
 		created:    now,
 		timeoutAt:  now.Add(s.opts.CommandTimeout),
-		powerCycle: req.PowerCycle && req.Command == bikeep.CmdSyncDevice,
+		powerCycle: req.PowerCycle && req.Command == cmdSyncDevice,
 	}
 	c.addEvent("REQUEST_"+eventName(c.name), "", now)
 	s.commands[c.id] = c
@@ -59,7 +56,7 @@ func (s *Sim) newCommand(d *device, req wireCommandRequest, base string, now tim
 	if c.powerCycle {
 		s.powerCycles[d.id]++
 	}
-	if c.name == bikeep.CmdLock || c.name == bikeep.CmdUnlock {
+	if c.name == cmdLock || c.name == cmdUnlock {
 		d.lastLockCmd = now
 	}
 	return c
@@ -74,7 +71,7 @@ func (s *Sim) pruneCommands(now time.Time) {
 	drop := 0
 	for len(s.cmdOrder)-drop > maxCommands {
 		c := s.cmdOrder[drop]
-		if !c.state.Terminal() && now.Before(c.timeoutAt) {
+		if !c.state.terminal() && now.Before(c.timeoutAt) {
 			break
 		}
 		delete(s.commands, c.id)
@@ -99,7 +96,7 @@ func (s *Sim) advanceCommands(now time.Time) {
 	kept := s.active[:0]
 	for _, c := range s.active {
 		s.advance(c, now)
-		if !c.state.Terminal() {
+		if !c.state.terminal() {
 			kept = append(kept, c)
 		}
 	}
@@ -111,21 +108,21 @@ func (s *Sim) advance(c *command, now time.Time) {
 	step := s.opts.CommandStepDelay
 	for {
 		switch c.state {
-		case bikeep.CommandNotSent:
+		case cmdStateNotSent:
 			at := c.created.Add(step)
 			if now.Before(at) {
 				return
 			}
-			c.state = bikeep.CommandSent
+			c.state = cmdStateSent
 			c.addEvent("REQUEST_SENT", "", at)
-		case bikeep.CommandSent:
+		case cmdStateSent:
 			at := c.created.Add(2 * step)
 			if !deviceReachable(c.dev, c.name) {
 				// Dead or unreachable devices never answer: the command
 				// stays SENT until it times out.
 				c.blocked = true
 				if !now.Before(c.timeoutAt) {
-					c.state, c.reason = bikeep.CommandError, "timeout"
+					c.state, c.reason = cmdStateError, "timeout"
 					c.addEvent("REQUEST_TIMEOUT", "", c.timeoutAt)
 				}
 				return
@@ -136,10 +133,10 @@ func (s *Sim) advance(c *command, now time.Time) {
 			if c.blocked {
 				at = now
 			}
-			c.state = bikeep.CommandReceived
+			c.state = cmdStateReceived
 			c.addEvent("RESPONSE_ACK", "", at)
 			s.onReceived(c, at)
-		case bikeep.CommandReceived:
+		case cmdStateReceived:
 			at := c.created.Add(3 * step)
 			if c.blocked {
 				at = now
@@ -158,15 +155,15 @@ func (s *Sim) advance(c *command, now time.Time) {
 // onReceived starts the device side of a command.
 func (s *Sim) onReceived(c *command, at time.Time) {
 	d := c.dev
-	if d.inverted() || d.faults.has(FaultHardwareError) || d.faults.has(FaultDisabled) {
+	if d.isDoor() || d.faults.has(FaultHardwareError) || d.faults.has(FaultDisabled) {
 		return
 	}
 	switch c.name {
-	case bikeep.CmdLock, bikeep.CmdForceLock:
-		d.state, d.stateChangedAt, d.stateTimeoutAt = bikeep.StateLocking, at, c.timeoutAt
+	case cmdLock, cmdForceLock:
+		d.state, d.stateChangedAt, d.stateTimeoutAt = stateLocking, at, c.timeoutAt
 		s.touch(d, at)
-	case bikeep.CmdUnlock, bikeep.CmdForceUnlock:
-		d.state, d.stateChangedAt, d.stateTimeoutAt = bikeep.StateUnlocking, at, c.timeoutAt
+	case cmdUnlock, cmdForceUnlock:
+		d.state, d.stateChangedAt, d.stateTimeoutAt = stateUnlocking, at, c.timeoutAt
 		s.touch(d, at)
 	}
 }
@@ -175,21 +172,21 @@ func (s *Sim) onReceived(c *command, at time.Time) {
 func (s *Sim) finish(c *command, at time.Time) {
 	d := c.dev
 	ok := func(name, value string) {
-		c.state = bikeep.CommandSuccess
+		c.state = cmdStateSuccess
 		c.addEvent("RESPONSE_"+eventName(c.name), "OK", at)
 		if name != "" {
 			c.addEvent(name, value, at)
 		}
 	}
 	fail := func(reason string) {
-		c.state, c.reason = bikeep.CommandError, reason
+		c.state, c.reason = cmdStateError, reason
 		c.addEvent("RESPONSE_"+eventName(c.name), "ERROR", at)
 	}
-	if c.name == bikeep.CmdSyncDevice {
+	if c.name == cmdSyncDevice {
 		s.finishSync(c, at)
 		return
 	}
-	if c.name == bikeep.CmdTakePhoto {
+	if c.name == cmdTakePhoto {
 		ok("RESPONSE_PHOTO", c.base+"/device/v1/photos/"+c.id+".jpg")
 		return
 	}
@@ -204,34 +201,35 @@ func (s *Sim) finish(c *command, at time.Time) {
 		return
 	}
 	switch c.name {
-	case bikeep.CmdLock, bikeep.CmdForceLock:
-		s.settle(d, bikeep.StateLocked, bikeep.LockLocked, at)
-		ok("STATE_LOCKED", string(bikeep.LockLocked))
-	case bikeep.CmdUnlock, bikeep.CmdForceUnlock:
-		if d.inverted() {
-			// The door opens for a moment and locks itself again.
+	case cmdLock, cmdForceLock:
+		s.settle(d, stateLocked, lockLocked, at)
+		ok("STATE_LOCKED", string(lockLocked))
+	case cmdUnlock, cmdForceUnlock:
+		if d.isDoor() {
+			// The door opens for a moment and locks itself again: its
+			// state and lock stay LOCKED/LOCKED.
 			ok("STATE_DOOR_OPENED", "")
 			return
 		}
-		s.settle(d, bikeep.StateUnlocked, bikeep.LockUnlocked, at)
-		ok("STATE_UNLOCKED", string(bikeep.LockUnlocked))
-	case bikeep.CmdBook:
-		if d.state != bikeep.StateUnlocked {
+		s.settle(d, stateUnlocked, lockUnlocked, at)
+		ok("STATE_UNLOCKED", string(lockUnlocked))
+	case cmdBook:
+		if d.state != stateUnlocked {
 			fail("DEVICE_NOT_AVAILABLE")
 			return
 		}
-		s.settle(d, bikeep.StateBooked, d.lock, at)
+		s.settle(d, stateBooked, d.lock, at)
 		ok("STATE_BOOKED", "")
-	case bikeep.CmdCancelBooking, bikeep.CmdForceCancelBooking:
-		if d.state != bikeep.StateBooked {
-			if c.name == bikeep.CmdCancelBooking {
+	case cmdCancelBooking, cmdForceCancelBooking:
+		if d.state != stateBooked {
+			if c.name == cmdCancelBooking {
 				fail("NO_ACTIVE_BOOKING")
 				return
 			}
 			ok("", "")
 			return
 		}
-		s.settle(d, bikeep.StateUnlocked, d.lock, at)
+		s.settle(d, stateUnlocked, d.lock, at)
 		ok("STATE_UNLOCKED", "")
 	default:
 		ok("", "")
@@ -240,16 +238,16 @@ func (s *Sim) finish(c *command, at time.Time) {
 
 // settle sets d's resting state after a command; a rental bike's rental
 // follows (the rider paused or resumed).
-func (s *Sim) settle(d *device, st bikeep.StateValue, lock bikeep.LockState, at time.Time) {
+func (s *Sim) settle(d *device, st stateValue, lock lockState, at time.Time) {
 	d.state, d.lock, d.stateChangedAt, d.stateTimeoutAt = st, lock, at, time.Time{}
-	if st == bikeep.StateUnlocked {
+	if st == stateUnlocked {
 		d.userID, d.userKey = "", ""
 	}
 	if b := d.bike; b != nil && b.rental != nil {
-		if lock == bikeep.LockLocked {
-			b.rental.lock = copri.LockLocked
+		if lock == lockLocked {
+			b.rental.lock = copriLocked
 		} else {
-			b.rental.lock = copri.LockUnlocked
+			b.rental.lock = copriUnlocked
 		}
 		b.rental.endTime = at
 		b.lock = b.rental.lock
@@ -260,10 +258,10 @@ func (s *Sim) settle(d *device, st bikeep.StateValue, lock bikeep.LockState, at 
 // restoreSettled undoes a transition onReceived started.
 func (s *Sim) restoreSettled(d *device, at time.Time) {
 	switch d.state {
-	case bikeep.StateLocking:
-		d.state = bikeep.StateUnlocked
-	case bikeep.StateUnlocking:
-		d.state = bikeep.StateLocked
+	case stateLocking:
+		d.state = stateUnlocked
+	case stateUnlocking:
+		d.state = stateLocked
 	default:
 		return
 	}
@@ -278,7 +276,7 @@ func (s *Sim) restoreSettled(d *device, at time.Time) {
 func (s *Sim) finishSync(c *command, at time.Time) {
 	d := c.dev
 	d.syncs++
-	c.state = bikeep.CommandSuccess
+	c.state = cmdStateSuccess
 	if c.powerCycle {
 		c.addEvent("RESPONSE_POWER_CYCLE", "OK", at)
 	}
@@ -301,10 +299,10 @@ func (s *Sim) finishSync(c *command, at time.Time) {
 		return
 	}
 	if cure.has(FaultUnhealthy) {
-		c.addEvent("STATE_HEALTH", string(bikeep.HealthHealthy), at)
+		c.addEvent("STATE_HEALTH", string(healthHealthy), at)
 	}
 	if cure.has(FaultHardwareError) || cure.has(FaultNotResponding) {
-		c.addEvent("STATE_HARDWARE_STATE", string(bikeep.HardwareNormal), at)
+		c.addEvent("STATE_HARDWARE_STATE", string(hwNormal), at)
 	}
 	if cure.has(FaultStuckTransition) || cure.has(FaultLockMismatch) || cure.has(FaultRentalLockMismatch) {
 		c.addEvent("STATE_LOCK_STATE", string(d.lock), at)
@@ -322,7 +320,7 @@ func (c *command) wire(base string) wireCommand {
 		Device: wireRef{ID: c.dev.id, URI: base + "/device/v1/devices/" + c.dev.id},
 		Events: make([]wireEvent, 0, len(c.events)),
 	}
-	if !c.state.Terminal() {
+	if !c.state.terminal() {
 		w.State.TimeoutAt = ts(c.timeoutAt)
 	}
 	for _, e := range c.events {
@@ -332,8 +330,8 @@ func (c *command) wire(base string) wireCommand {
 }
 
 // throttleWindow is the shared lock/unlock throttle of a device (NOTES.md).
-func throttleWindow(p bikeep.PowerSaveStrategy) time.Duration {
-	if p == bikeep.PowerNone || p == "" {
+func throttleWindow(p powerSave) time.Duration {
+	if p == powerNone || p == "" {
 		return 3 * time.Second
 	}
 	return 15 * time.Second

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 )
 
 var cookieRE = regexp.MustCompile(`^6103_[0-9a-f]{32}_12345678$`)
@@ -182,7 +180,7 @@ func TestCopriRentals(t *testing.T) {
 	aliases := map[string]bool{}
 	for _, l := range h.sim.Locations() {
 		for _, d := range h.sim.Devices(l.ID) {
-			if d.Type == bikeep.TypeBikeRent {
+			if d.Type == string(typeBikeRent) {
 				aliases[d.Alias] = true
 			}
 		}
@@ -234,7 +232,7 @@ func TestCopriRentals(t *testing.T) {
 	// Rentals opened by faults show up and carry K_a on some.
 	for _, l := range h.sim.Locations() {
 		for _, d := range h.sim.Devices(l.ID) {
-			if d.Type == bikeep.TypeBikeRent {
+			if d.Type == string(typeBikeRent) {
 				_ = h.sim.SetFault(d.ID, FaultOverdueRental)
 			}
 		}
@@ -309,24 +307,6 @@ func TestCopriBikesAll(t *testing.T) {
 	for _, v := range m["bikes"].(map[string]any) {
 		if v.(map[string]any)["station"] != one.Station {
 			t.Errorf("station filter leaked %v", v)
-		}
-	}
-}
-
-func TestRentalDeviceAgreement(t *testing.T) {
-	h := newHarness(t, testOptions())
-	for _, r := range h.sim.Rentals() {
-		var id string
-		for _, l := range h.sim.Locations() {
-			for _, d := range h.sim.Devices(l.ID) {
-				if d.Bike == r.Bike {
-					id = d.ID
-				}
-			}
-		}
-		d := h.device(id)
-		if !strings.EqualFold(string(d.LockState), string(r.LockState)) {
-			t.Errorf("bike %s: device lock %s, rental lock %s", r.Bike, d.LockState, r.LockState)
 		}
 	}
 }

@@ -7,7 +7,12 @@
 // served from a cache until a device there changes, and fault evolution costs
 // O(changes) per Step.
 //
-// The simulator encodes its responses with its own wire structs, never with
-// the client's types, so that a JSON tag typo in a client cannot be hidden by
-// the simulator sharing it.
+// The simulator is an independent implementation of the vendors, written
+// from the reference texts in docs/vendor/: it encodes its responses with its
+// own wire structs and spells every enum value and command name itself
+// (words.go), never importing a client package, so that a JSON tag typo or a
+// misspelt constant in a client cannot be hidden by the simulator sharing
+// it. Its words are checked against the vocabulary extracted from the
+// reference (testdata/vocabulary.txt); the cross-checks through the real
+// clients and classifier are in internal/simcheck.
 package sim

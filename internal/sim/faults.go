@@ -6,9 +6,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
-
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
-	"github.com/fleetd/fleetd/internal/clients/copri"
 )
 
 // overdueAge is how long ago an overdue rental started.
@@ -203,17 +200,17 @@ func splitmix(x uint64) uint64 {
 }
 
 // rentalLockIs reports whether a rental's lock_state is locked.
-func rentalLocked(r *rental) bool { return r.lock == copri.LockLocked }
+func rentalLocked(r *rental) bool { return r.lock == copriLocked }
 
 // deviceReachable reports whether a command can reach d at all.
 func deviceReachable(d *device, name string) bool {
 	if d.faults.has(FaultDead) || d.faults.has(FaultLongDead) {
 		return false
 	}
-	if d.sleep == bikeep.SleepDeep && d.power == bikeep.PowerLocalWakeup {
+	if d.sleep == sleepDeep && d.power == powerLocalWakeup {
 		return false
 	}
-	if d.faults.has(FaultNotResponding) && name != bikeep.CmdSyncDevice {
+	if d.faults.has(FaultNotResponding) && name != cmdSyncDevice {
 		return false
 	}
 	return true

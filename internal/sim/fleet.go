@@ -7,9 +7,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
-	"github.com/fleetd/fleetd/internal/clients/copri"
 )
 
 // location is one simulated Bikeep location.
@@ -17,7 +14,7 @@ type location struct {
 	idx  int
 	id   string
 	name string
-	typ  bikeep.LocationType
+	typ  locationType
 	city city
 	lat  float64
 	lon  float64
@@ -27,7 +24,7 @@ type location struct {
 	// cache holds the serialized device list; nil when a device here changed.
 	cache atomic.Pointer[cachedBody]
 	// counts is the devices summary of the location list; nil when stale.
-	counts atomic.Pointer[bikeep.DeviceCounts]
+	counts atomic.Pointer[wireDeviceCounts]
 	// errStatus > 0 makes the device list answer that status.
 	errStatus atomic.Int32
 }
@@ -46,25 +43,25 @@ type device struct {
 	loc    *location
 
 	id, alias, code, hardwareID string
-	typ                         bikeep.DeviceType
-	power                       bikeep.PowerSaveStrategy
-	sleep                       bikeep.SleepState
+	typ                         deviceType
+	power                       powerSave
+	sleep                       sleepState
 	tags                        []string
 	comment                     string
 	hasCamera, hasOTP           bool
 	hasAccessLists, hasSub      bool
 	hasAllowlist                bool
-	priceListID                 string // "" → price_list null
-	noHealthData                bool   // heartbeat_v2 null while healthy
+	priceListID                 string
+	noHealthData                bool // heartbeat_v2 null while healthy
 	commands                    []string
 	settingsCreated             time.Time
 	settingsUpdated             time.Time
 
 	// Base (healthy) state, changed by commands.
-	state          bikeep.StateValue
+	state          stateValue
 	stateChangedAt time.Time
 	stateTimeoutAt time.Time
-	lock           bikeep.LockState
+	lock           lockState
 	heartbeatAt    time.Time
 	userID         string // "" → user null
 	userKey        string
@@ -82,21 +79,22 @@ type device struct {
 // supports reports whether the device's commands map offers name.
 func (d *device) supports(name string) bool { return slices.Contains(d.commands, name) }
 
-// inverted reports whether the device is available when LOCKED, so that its
-// healthy lock_state is the opposite of state.value.
-func (d *device) inverted() bool { return d.typ == bikeep.TypeBikeHouseDoor }
+// isDoor reports whether the device is a bike-house door: available to users
+// when LOCKED (its idle state), opened by an unlock that locks itself again.
+// Its lock_state agrees with its state.value like any other lock's.
+func (d *device) isDoor() bool { return d.typ == typeBikeHouseDoor }
 
 // hasLock reports whether the device has a lock of its own.
-func (d *device) hasLock() bool { return d.typ != bikeep.TypeGuard }
+func (d *device) hasLock() bool { return d.typ != typeGuard }
 
 // bike is a COPRI bike, one per BIKE_RENT device.
 type bike struct {
 	id        string // the device's alias
 	dev       *device
 	station   string // the location's name
-	state     copri.BookingState
-	lock      copri.LockState
-	service   copri.ServiceState
+	state     bookingState
+	lock      copriLock
+	service   serviceState
 	guid      string
 	ilockitID string
 	lat, lon  float64
@@ -109,8 +107,8 @@ type bike struct {
 type rental struct {
 	bookingID   string
 	bike        *bike
-	state       copri.BookingState
-	lock        copri.LockState
+	state       bookingState
+	lock        copriLock
 	requestTime time.Time
 	startTime   time.Time
 	endTime     time.Time // last update; COPRI's short timestamp shape
@@ -147,64 +145,64 @@ func cities() []city {
 
 // locationKinds is the weighted mix of location types.
 func locationKinds() []struct {
-	typ    bikeep.LocationType
+	typ    locationType
 	weight int
 	suffix string
 } {
 	return []struct {
-		typ    bikeep.LocationType
+		typ    locationType
 		weight int
 		suffix string
 	}{
-		{bikeep.LocationBikeDocks, 32, "Bike Docks"},
-		{bikeep.LocationBikeLockers, 28, "Bike Lockers"},
-		{bikeep.LocationBikeHouse, 16, "Bike House"},
-		{bikeep.LocationScooterDocks, 8, "Scooter Docks"},
-		{bikeep.LocationScooterDocksV2, 5, "Scooter Hub"},
-		{bikeep.LocationBikeHouseDockless, 6, "Bike Room"},
-		{bikeep.LocationBikeHangar, 5, "Bike Hangar"},
+		{locBikeDocks, 32, "Bike Docks"},
+		{locBikeLockers, 28, "Bike Lockers"},
+		{locBikeHouse, 16, "Bike House"},
+		{locScooterDocks, 8, "Scooter Docks"},
+		{locScooterDocksV2, 5, "Scooter Hub"},
+		{locBikeHouseDockless, 6, "Bike Room"},
+		{locBikeHangar, 5, "Bike Hangar"},
 	}
 }
 
 // deviceTypeFor is the type of the i-th of n devices at a location of type
 // lt: index 0 is the site's gateway (or the bike-house door), the rest are
 // parking spaces or rental vehicles.
-func deviceTypeFor(lt bikeep.LocationType, i, n int) bikeep.DeviceType {
-	var main bikeep.DeviceType
+func deviceTypeFor(lt locationType, i, n int) deviceType {
+	var main deviceType
 	switch lt {
-	case bikeep.LocationBikeLockers:
-		main = bikeep.TypeLocker
-	case bikeep.LocationBikeHouse:
-		main = bikeep.TypeBikeRent
-	case bikeep.LocationScooterDocks:
-		main = bikeep.TypeScooterDock
-	case bikeep.LocationScooterDocksV2:
-		main = bikeep.TypeDock
-	case bikeep.LocationBikeHouseDockless:
-		main = bikeep.TypeDockSessionless
-	case bikeep.LocationBikeHangar:
-		main = bikeep.TypeDoor
+	case locBikeLockers:
+		main = typeLocker
+	case locBikeHouse:
+		main = typeBikeRent
+	case locScooterDocks:
+		main = typeScooterDock
+	case locScooterDocksV2:
+		main = typeDock
+	case locBikeHouseDockless:
+		main = typeDockSessionless
+	case locBikeHangar:
+		main = typeDoor
 	default:
-		main = bikeep.TypeBikeDock
+		main = typeBikeDock
 	}
 	switch lt {
-	case bikeep.LocationBikeHouse, bikeep.LocationBikeHouseDockless:
+	case locBikeHouse, locBikeHouseDockless:
 		switch {
 		case i == 0 && n >= 2:
-			return bikeep.TypeBikeHouseDoor
+			return typeBikeHouseDoor
 		case i == 1 && n >= 4:
-			return bikeep.TypeGuard
+			return typeGuard
 		}
-	case bikeep.LocationScooterDocksV2:
+	case locScooterDocksV2:
 		if i == 0 && n >= 2 {
-			return bikeep.TypeGuard
+			return typeGuard
 		}
 		if i%3 == 0 {
-			return bikeep.TypeScooterRent
+			return typeScooterRent
 		}
 	default:
 		if i == 0 && n >= 2 {
-			return bikeep.TypeGuard
+			return typeGuard
 		}
 	}
 	return main
@@ -212,25 +210,25 @@ func deviceTypeFor(lt bikeep.LocationType, i, n int) bikeep.DeviceType {
 
 // commandsFor is the commands map of a device: which commands its type
 // accepts. legacy devices (old firmware) cannot be synced.
-func commandsFor(t bikeep.DeviceType, hasCamera, legacy bool) []string {
+func commandsFor(t deviceType, hasCamera, legacy bool) []string {
 	var cmds []string
 	switch t {
-	case bikeep.TypeGuard:
-		cmds = []string{bikeep.CmdSyncDevice}
-	case bikeep.TypeBikeHouseDoor:
+	case typeGuard:
+		cmds = []string{cmdSyncDevice}
+	case typeBikeHouseDoor:
 		// Its only API command (NOTES.md): it cannot be synced.
-		return []string{bikeep.CmdUnlock}
-	case bikeep.TypeBikeRent, bikeep.TypeScooterRent, bikeep.TypeDockSessionless:
-		cmds = []string{bikeep.CmdLock, bikeep.CmdUnlock, bikeep.CmdForceLock, bikeep.CmdForceUnlock, bikeep.CmdSyncDevice}
+		return []string{cmdUnlock}
+	case typeBikeRent, typeScooterRent, typeDockSessionless:
+		cmds = []string{cmdLock, cmdUnlock, cmdForceLock, cmdForceUnlock, cmdSyncDevice}
 	default: // LOCKER, BIKE_DOCK, SCOOTER_DOCK, DOCK, DOOR
-		cmds = []string{bikeep.CmdLock, bikeep.CmdUnlock, bikeep.CmdBook, bikeep.CmdCancelBooking,
-			bikeep.CmdForceLock, bikeep.CmdForceUnlock, bikeep.CmdForceCancelBooking, bikeep.CmdSyncDevice}
+		cmds = []string{cmdLock, cmdUnlock, cmdBook, cmdCancelBooking,
+			cmdForceLock, cmdForceUnlock, cmdForceCancelBooking, cmdSyncDevice}
 	}
 	if hasCamera {
-		cmds = append(cmds, bikeep.CmdTakePhoto)
+		cmds = append(cmds, cmdTakePhoto)
 	}
 	if legacy {
-		cmds = slices.DeleteFunc(cmds, func(c string) bool { return c == bikeep.CmdSyncDevice })
+		cmds = slices.DeleteFunc(cmds, func(c string) bool { return c == cmdSyncDevice })
 	}
 	slices.Sort(cmds)
 	return cmds
@@ -250,6 +248,19 @@ func genUUID(r *rand.Rand) string {
 	a, b := r.Uint64(), r.Uint64()
 	a = a&^(0xf<<12) | 0x4<<12 // version 4
 	b = b&^(0x3<<62) | 0x2<<62 // RFC 4122 variant
+	return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", a>>32, a>>16&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
+}
+
+// derivedUUID is a version-4-shaped UUID computed from s, for ids that must
+// not consume the seeded generator.
+func derivedUUID(s string) string {
+	var h uint64 = 0xcbf29ce484222325 // FNV-1a
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 0x100000001b3
+	}
+	a, b := splitmix(h), splitmix(h^0x5eed)
+	a = a&^(0xf<<12) | 0x4<<12
+	b = b&^(0x3<<62) | 0x2<<62
 	return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", a>>32, a>>16&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
 }
 
@@ -327,7 +338,7 @@ func generate(opts Options, now time.Time) *fleet {
 			d.idx = len(f.devices)
 			loc.devices = append(loc.devices, d)
 			f.devices = append(f.devices, d)
-			if d.typ == bikeep.TypeBikeRent {
+			if d.typ == typeBikeRent {
 				f.bikes = append(f.bikes, genBike(r, d))
 			}
 		}
@@ -346,8 +357,8 @@ func genDevice(r *rand.Rand, loc *location, i, n int, now time.Time) *device {
 		code:       fmt.Sprintf("%06d", r.IntN(1_000_000)),
 		hardwareID: genUUID(r),
 		typ:        typ,
-		power:      bikeep.PowerNone,
-		sleep:      bikeep.SleepAwake,
+		power:      powerNone,
+		sleep:      sleepAwake,
 		faultyPos:  -1,
 	}
 	d.hasOTP = r.IntN(3) == 0
@@ -355,34 +366,34 @@ func genDevice(r *rand.Rand, loc *location, i, n int, now time.Time) *device {
 	d.hasSub = r.IntN(5) == 0
 	d.hasAllowlist = r.IntN(6) == 0
 	switch typ {
-	case bikeep.TypeGuard:
+	case typeGuard:
 		d.hasCamera = r.IntN(2) == 0
-	case bikeep.TypeLocker:
+	case typeLocker:
 		d.hasCamera = r.IntN(10) == 0
 	}
 	switch typ {
-	case bikeep.TypeBikeRent, bikeep.TypeScooterRent:
-		d.power = bikeep.PowerRemoteWakeup
+	case typeBikeRent, typeScooterRent:
+		d.power = powerRemoteWakeup
 		if r.IntN(8) == 0 {
-			d.power = bikeep.PowerLocalWakeup
+			d.power = powerLocalWakeup
 		}
-	case bikeep.TypeGuard, bikeep.TypeBikeHouseDoor:
+	case typeGuard, typeBikeHouseDoor:
 		// Mains-powered gateways and doors.
 	default:
 		if r.IntN(20) == 0 {
-			d.power = bikeep.PowerLocalWakeup
+			d.power = powerLocalWakeup
 		} else if r.IntN(10) == 0 {
-			d.power = bikeep.PowerRemoteWakeup
+			d.power = powerRemoteWakeup
 		}
 	}
 	switch d.power {
-	case bikeep.PowerLocalWakeup:
+	case powerLocalWakeup:
 		if r.IntN(2) == 0 {
-			d.sleep = bikeep.SleepDeep
+			d.sleep = sleepDeep
 		}
-	case bikeep.PowerRemoteWakeup:
+	case powerRemoteWakeup:
 		if r.IntN(3) == 0 {
-			d.sleep = bikeep.SleepLight
+			d.sleep = sleepLight
 		}
 	}
 	if r.IntN(30) == 0 {
@@ -394,12 +405,16 @@ func genDevice(r *rand.Rand, loc *location, i, n int, now time.Time) *device {
 	if r.IntN(15) == 0 {
 		d.comment = []string{"Lock replaced", "Door sensor recalibrated", "Sticker missing", "Moved from another site"}[r.IntN(4)]
 	}
-	legacy := typ != bikeep.TypeGuard && r.IntN(50) == 0
+	legacy := typ != typeGuard && r.IntN(50) == 0
 	d.commands = commandsFor(typ, d.hasCamera, legacy)
-	if typ != bikeep.TypeGuard && typ != bikeep.TypeBikeHouseDoor {
+	if typ != typeGuard && typ != typeBikeHouseDoor {
 		d.priceListID = genUUID(r)
+	} else {
+		// Derived, not drawn, so that the rest of the seeded fleet stays
+		// as it was when these devices had no price list.
+		d.priceListID = derivedUUID(d.id + "/price-list")
 	}
-	d.noHealthData = typ != bikeep.TypeBikeRent && r.IntN(200) == 0
+	d.noHealthData = typ != typeBikeRent && r.IntN(200) == 0
 	d.settingsCreated = now.Add(-time.Duration(200+r.IntN(900)) * 24 * time.Hour).Truncate(time.Second)
 	d.settingsUpdated = d.settingsCreated.Add(time.Duration(r.IntN(150*24*3600)) * time.Second)
 	d.heartbeatAt = now.Add(-time.Duration(r.IntN(300_000)) * time.Millisecond).Truncate(time.Millisecond)
@@ -407,19 +422,19 @@ func genDevice(r *rand.Rand, loc *location, i, n int, now time.Time) *device {
 
 	// A consistent healthy pair of state.value and lock_state.
 	switch typ {
-	case bikeep.TypeGuard:
-		d.state, d.lock = bikeep.StateUnlocked, ""
-	case bikeep.TypeBikeHouseDoor:
-		d.state, d.lock = bikeep.StateUnlocked, bikeep.LockLocked
-	case bikeep.TypeBikeRent:
-		d.state, d.lock = bikeep.StateLocked, bikeep.LockLocked // parked
+	case typeGuard:
+		d.state, d.lock = stateUnlocked, "" // no lock: lock_state null
+	case typeBikeHouseDoor:
+		d.state, d.lock = stateLocked, lockLocked // idle, and so available
+	case typeBikeRent:
+		d.state, d.lock = stateLocked, lockLocked // parked
 	default:
 		if r.IntN(100) < 35 {
-			d.state, d.lock = bikeep.StateLocked, bikeep.LockLocked // in use
+			d.state, d.lock = stateLocked, lockLocked // in use
 			d.userID = genUUID(r)
 			d.userKey = genHex(r, 16)
 		} else {
-			d.state, d.lock = bikeep.StateUnlocked, bikeep.LockUnlocked // free
+			d.state, d.lock = stateUnlocked, lockUnlocked // free
 		}
 	}
 	return d
@@ -430,9 +445,9 @@ func genBike(r *rand.Rand, d *device) *bike {
 		id:        d.alias,
 		dev:       d,
 		station:   d.loc.name,
-		state:     copri.StateAvailable,
-		lock:      copri.LockLocked,
-		service:   copri.ServiceOK,
+		state:     copriAvailable,
+		lock:      copriLocked,
+		service:   serviceOK,
 		guid:      "00000000-0000-0000-0000-" + genHex(r, 6),
 		ilockitID: fmt.Sprintf("ISHAREIT-%07d", 2200000+r.IntN(100000)),
 		lat:       d.loc.lat + (r.Float64()-0.5)*0.001,
@@ -442,11 +457,11 @@ func genBike(r *rand.Rand, d *device) *bike {
 	}
 	switch n := r.IntN(40); {
 	case n == 0:
-		b.state, b.service = copri.StateDefect, copri.ServiceDefect
+		b.state, b.service = copriDefect, serviceDefect
 	case n == 1:
-		b.service = copri.ServiceTodo
+		b.service = serviceTodo
 	case n == 2:
-		b.service = copri.ServiceCheck
+		b.service = serviceCheck
 	}
 	d.bike = b
 	return b
@@ -455,7 +470,7 @@ func genBike(r *rand.Rand, d *device) *bike {
 func (f *fleet) openInitialRentals(r *rand.Rand, opts Options, now time.Time) {
 	var free []*bike
 	for _, b := range f.bikes {
-		if b.state == copri.StateAvailable {
+		if b.state == copriAvailable {
 			free = append(free, b)
 		}
 	}
@@ -470,7 +485,7 @@ func (f *fleet) openInitialRentals(r *rand.Rand, opts Options, now time.Time) {
 	for _, i := range r.Perm(len(free))[:n] {
 		rt := f.openRental(r, free[i], now.Add(-time.Duration(20+r.IntN(300))*time.Minute))
 		if r.IntN(4) == 0 {
-			rt.lock = copri.LockLocked // paused
+			rt.lock = copriLocked // paused
 		}
 		syncBikeToRental(free[i])
 	}
@@ -486,8 +501,8 @@ func (f *fleet) openRental(r *rand.Rand, b *bike, start time.Time) *rental {
 	rt := &rental{
 		bookingID:   fmt.Sprintf("%d", f.nextBook),
 		bike:        b,
-		state:       copri.StateOccupied,
-		lock:        copri.LockUnlocked,
+		state:       copriOccupied,
+		lock:        copriUnlocked,
 		requestTime: start.Add(-time.Duration(30+r.IntN(900)) * time.Second).Add(time.Duration(r.IntN(1e6)) * time.Microsecond),
 		startTime:   start.Add(time.Duration(r.IntN(1e6)) * time.Microsecond),
 		tariff:      tariffs[r.IntN(len(tariffs))],
@@ -511,18 +526,18 @@ func (f *fleet) openRental(r *rand.Rand, b *bike, start time.Time) *rental {
 func syncBikeToRental(b *bike) {
 	d := b.dev
 	if b.rental == nil {
-		if b.state == copri.StateOccupied {
-			b.state = copri.StateAvailable
+		if b.state == copriOccupied {
+			b.state = copriAvailable
 		}
-		b.lock = copri.LockLocked
-		d.state, d.lock = bikeep.StateLocked, bikeep.LockLocked
+		b.lock = copriLocked
+		d.state, d.lock = stateLocked, lockLocked
 		return
 	}
-	b.state = copri.StateOccupied
+	b.state = copriOccupied
 	b.lock = b.rental.lock
-	if b.rental.lock == copri.LockLocked {
-		d.state, d.lock = bikeep.StateLocked, bikeep.LockLocked
+	if b.rental.lock == copriLocked {
+		d.state, d.lock = stateLocked, lockLocked
 	} else {
-		d.state, d.lock = bikeep.StateUnlocked, bikeep.LockUnlocked
+		d.state, d.lock = stateUnlocked, lockUnlocked
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 )
 
 // t0 is the fake clock's start: a summer date, so Berlin is at +02.
@@ -119,12 +117,21 @@ func (h *harness) get(path string) []byte {
 	return body
 }
 
-// device fetches one device decoded with the client's types (test only).
-func (h *harness) device(id string) *bikeep.Device {
+// deviceHealth fetches one device and returns its heartbeat_v2.health ("" when
+// heartbeat_v2 is null). Tests that decode devices with the client's types
+// live in internal/simcheck: this package never imports a client.
+func (h *harness) deviceHealth(id string) string {
 	h.t.Helper()
-	var d bikeep.Device
+	var d struct {
+		HeartbeatV2 *struct {
+			Health string `json:"health"`
+		} `json:"heartbeat_v2"`
+	}
 	mustUnmarshal(h.t, h.get("/device/v1/devices/"+id), &d)
-	return &d
+	if d.HeartbeatV2 == nil {
+		return ""
+	}
+	return d.HeartbeatV2.Health
 }
 
 // command posts a command and returns the status and the decoded body.
@@ -133,13 +140,6 @@ func (h *harness) command(deviceID string, req map[string]any) (int, []byte) {
 	b, _ := json.Marshal(req)
 	resp, body := h.do(http.MethodPost, "/device/v1/devices/"+deviceID+"/commands", h.token, string(b), "application/json")
 	return resp.StatusCode, body
-}
-
-func (h *harness) getCommand(id string) bikeep.Command {
-	h.t.Helper()
-	var c bikeep.Command
-	mustUnmarshal(h.t, h.get("/device/v1/commands/"+id), &c)
-	return c
 }
 
 // copri calls /APIjsonserver with GET parameters.
@@ -179,13 +179,13 @@ func (h *harness) findDevice(ok func(DeviceInfo) bool) DeviceInfo {
 	return DeviceInfo{}
 }
 
-func ofType(t bikeep.DeviceType) func(DeviceInfo) bool {
-	return func(d DeviceInfo) bool { return d.Type == t }
+func ofType(t deviceType) func(DeviceInfo) bool {
+	return func(d DeviceInfo) bool { return d.Type == string(t) }
 }
 
 // syncable is a device fleetd may sync that has a lock.
 func syncable(d DeviceInfo) bool {
-	return d.CanSync() && d.Type != bikeep.TypeGuard && d.Type != bikeep.TypeBikeRent && len(d.Faults) == 0
+	return d.CanSync() && d.Type != string(typeGuard) && d.Type != string(typeBikeRent) && len(d.Faults) == 0
 }
 
 func mustUnmarshal(t *testing.T, b []byte, v any) {

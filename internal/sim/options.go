@@ -170,8 +170,9 @@ const (
 	// FaultStuckTransition: state.value LOCKING since 10 min, timeout_at in
 	// the past.
 	FaultStuckTransition FaultKind = "stuck_transition"
-	// FaultLockMismatch: lock_state disagrees with state.value (inversion of
-	// BIKE_HOUSE_DOOR respected).
+	// FaultLockMismatch: lock_state disagrees with state.value, the same
+	// way for every type with a lock: an idle BIKE_HOUSE_DOOR (LOCKED/LOCKED)
+	// reads UNLOCKED. Refused for a GUARD, which has no lock.
 	FaultLockMismatch FaultKind = "lock_mismatch"
 	// FaultRentalLockMismatch: a BIKE_RENT device's lock disagrees with its
 	// open rental's lock_state (a rental is opened if there is none).

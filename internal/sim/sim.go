@@ -12,9 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
-	"github.com/fleetd/fleetd/internal/clients/copri"
 )
 
 // Sim is a simulated Bikeep + COPRI backend. All methods are safe for
@@ -313,22 +310,25 @@ func (s *Sim) Stats() Stats {
 
 // LocationInfo describes a simulated location, for tests.
 type LocationInfo struct {
-	ID      string
-	Name    string
-	Type    bikeep.LocationType
+	ID   string
+	Name string
+	// Type is the location's type, e.g. "BIKE_LOCKERS".
+	Type    string
 	Devices int
 }
 
 // DeviceInfo describes a simulated device, for tests.
 type DeviceInfo struct {
-	ID                string
-	Alias             string
-	Code              string
-	HardwareID        string
-	Type              bikeep.DeviceType
+	ID         string
+	Alias      string
+	Code       string
+	HardwareID string
+	// Type, PowerSaveStrategy and SleepState are the vendor's strings,
+	// e.g. "BIKE_HOUSE_DOOR", "LOCAL_WAKEUP", "DEEP_SLEEP" ("" is awake).
+	Type              string
 	LocationID        string
-	PowerSaveStrategy bikeep.PowerSaveStrategy
-	SleepState        bikeep.SleepState
+	PowerSaveStrategy string
+	SleepState        string
 	Tags              []string
 	// Commands is the sorted list of the device's commands map.
 	Commands []string
@@ -341,8 +341,8 @@ type DeviceInfo struct {
 // CanSync reports whether fleetd may sync the device: sync-device offered
 // and not asleep out of reach.
 func (d DeviceInfo) CanSync() bool {
-	return slices.Contains(d.Commands, bikeep.CmdSyncDevice) &&
-		!(d.SleepState == bikeep.SleepDeep && d.PowerSaveStrategy == bikeep.PowerLocalWakeup)
+	return slices.Contains(d.Commands, cmdSyncDevice) &&
+		!(d.SleepState == string(sleepDeep) && d.PowerSaveStrategy == string(powerLocalWakeup))
 }
 
 // RentalInfo describes an open COPRI rental, for tests.
@@ -350,8 +350,9 @@ type RentalInfo struct {
 	BookingID string
 	Bike      string
 	Station   string
-	State     copri.BookingState
-	LockState copri.LockState
+	// State and LockState are COPRI's strings, e.g. "occupied", "locked".
+	State     string
+	LockState string
 	StartTime time.Time
 }
 
@@ -361,7 +362,7 @@ func (s *Sim) Locations() []LocationInfo {
 	defer s.mu.RUnlock()
 	out := make([]LocationInfo, 0, len(s.fleet.locations))
 	for _, l := range s.fleet.locations {
-		out = append(out, LocationInfo{ID: l.id, Name: l.name, Type: l.typ, Devices: len(l.devices)})
+		out = append(out, LocationInfo{ID: l.id, Name: l.name, Type: string(l.typ), Devices: len(l.devices)})
 	}
 	return out
 }
@@ -398,10 +399,10 @@ func (d *device) info() DeviceInfo {
 		Alias:             d.alias,
 		Code:              d.code,
 		HardwareID:        d.hardwareID,
-		Type:              d.typ,
+		Type:              string(d.typ),
 		LocationID:        d.loc.id,
-		PowerSaveStrategy: d.power,
-		SleepState:        d.sleep,
+		PowerSaveStrategy: string(d.power),
+		SleepState:        string(d.sleep),
 		Tags:              slices.Clone(d.tags),
 		Commands:          slices.Clone(d.commands),
 		Faults:            d.faults.kinds(),
@@ -420,7 +421,7 @@ func (s *Sim) Rentals() []RentalInfo {
 	for _, r := range s.fleet.rentals {
 		out = append(out, RentalInfo{
 			BookingID: r.bookingID, Bike: r.bike.id, Station: r.bike.station,
-			State: r.state, LockState: r.lock, StartTime: r.startTime,
+			State: string(r.state), LockState: string(r.lock), StartTime: r.startTime,
 		})
 	}
 	slices.SortFunc(out, func(a, b RentalInfo) int { return cmpString(a.BookingID, b.BookingID) })

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"time"
-
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 )
 
 // The simulator's own wire structs. Field order follows the reference
@@ -59,7 +57,7 @@ type wireDevice struct {
 	HasAccessLists   bool              `json:"has_access_lists"`
 	HasSubscription  bool              `json:"has_subscription"`
 	Settings         *wireSettings     `json:"settings"`
-	LockState        string            `json:"lock_state"`
+	LockState        *string           `json:"lock_state"`
 	HeartbeatHealth  *string           `json:"heartbeat_health"`
 	URI              string            `json:"uri"`
 	PowerSave        string            `json:"power_save_strategy"`
@@ -256,14 +254,14 @@ func marshal(v any) ([]byte, error) {
 // view is the device as the API shows it right now: the base state with the
 // device's faults rendered over it.
 type view struct {
-	state     bikeep.StateValue
+	state     stateValue
 	changedAt time.Time
 	timeoutAt time.Time
-	lock      bikeep.LockState
-	health    bikeep.Health // "" with noHB
-	noHB      bool          // heartbeat_v2 null
+	lock      lockState
+	health    health // "" with noHB
+	noHB      bool   // heartbeat_v2 null
 	deadSince time.Time
-	hardware  bikeep.HardwareState
+	hardware  hardwareState
 }
 
 // longDeadAge is how long before the fault started a LONG_DEAD device died.
@@ -275,9 +273,9 @@ func (d *device) view() view {
 		changedAt: d.stateChangedAt,
 		timeoutAt: d.stateTimeoutAt,
 		lock:      d.lock,
-		health:    bikeep.HealthHealthy,
+		health:    healthHealthy,
 		noHB:      d.noHealthData,
-		hardware:  bikeep.HardwareNormal,
+		hardware:  hwNormal,
 	}
 	if v.noHB {
 		v.health = ""
@@ -289,66 +287,65 @@ func (d *device) view() view {
 		since := d.faultSince[k]
 		switch k {
 		case FaultUnhealthy:
-			v.health, v.noHB = bikeep.HealthUnhealthy, false
+			v.health, v.noHB = healthUnhealthy, false
 		case FaultDead:
-			v.health, v.noHB, v.deadSince = bikeep.HealthDead, false, since
+			v.health, v.noHB, v.deadSince = healthDead, false, since
 		case FaultLongDead:
-			v.health, v.noHB, v.deadSince = bikeep.HealthLongDead, false, since.Add(-d.longDeadAge())
+			v.health, v.noHB, v.deadSince = healthLongDead, false, since.Add(-d.longDeadAge())
 		case FaultHardwareError:
-			v.hardware = bikeep.HardwareError
+			v.hardware = hwError
 		case FaultNotResponding:
-			v.hardware = bikeep.HardwareNotResponding
+			v.hardware = hwNotResponding
 		case FaultStuckTransition:
-			v.state = bikeep.StateLocking
-			if d.inverted() {
-				v.state = bikeep.StateUnlocking
+			// A door rests LOCKED, so it gets stuck opening; the others
+			// get stuck locking.
+			v.state = stateLocking
+			if d.isDoor() {
+				v.state = stateUnlocking
 			}
 			v.changedAt = since.Add(-10 * time.Minute)
 			v.timeoutAt = since.Add(-9 * time.Minute)
 		case FaultLockMismatch:
 			if d.hasLock() {
-				v.lock = mismatchedLock(d, v.state)
+				v.lock = mismatchedLock(v.state)
 			}
 		case FaultRentalLockMismatch:
 			if d.bike != nil && d.bike.rental != nil {
 				// Lock and state agree with each other but not with the
 				// rental, so only the rental comparison shows the fault.
 				if rentalLocked(d.bike.rental) {
-					v.state, v.lock = bikeep.StateUnlocked, bikeep.LockUnlocked
+					v.state, v.lock = stateUnlocked, lockUnlocked
 				} else {
-					v.state, v.lock = bikeep.StateLocked, bikeep.LockLocked
+					v.state, v.lock = stateLocked, lockLocked
 				}
 			}
 		case FaultUnknownState:
 			if d.locIdx%2 == 0 {
-				v.hardware = "QUANTUM_FLUX"
+				v.hardware = unknownHardwareState
 			} else {
-				v.health, v.noHB = "ZOMBIE", false
+				v.health, v.noHB = unknownHealth, false
 			}
 		case FaultDisabled:
-			v.hardware = bikeep.HardwareDisabled
+			v.hardware = hwDisabled
 		}
 	}
 	return v
 }
 
-// mismatchedLock is a lock_state that disagrees with state: the same as
-// state for an inverted device, the opposite otherwise.
-func mismatchedLock(d *device, state bikeep.StateValue) bikeep.LockState {
-	locked := state == bikeep.StateLocked || state == bikeep.StateLocking
-	if d.inverted() {
-		locked = !locked
+// mismatchedLock is a lock_state that disagrees with state, for every type
+// with a lock alike: UNLOCKED under a LOCKED (or LOCKING) state, LOCKED
+// otherwise.
+func mismatchedLock(state stateValue) lockState {
+	if state == stateLocked || state == stateLocking {
+		return lockUnlocked
 	}
-	if locked {
-		return bikeep.LockUnlocked
-	}
-	return bikeep.LockLocked
+	return lockLocked
 }
 
 // deprecatedHealth is heartbeat_health: it folds LONG_DEAD into DEAD.
-func deprecatedHealth(h bikeep.Health) string {
-	if h == bikeep.HealthLongDead {
-		return string(bikeep.HealthDead)
+func deprecatedHealth(h health) string {
+	if h == healthDead || h == healthLongDead {
+		return deprecatedHealthDead
 	}
 	return string(h)
 }
@@ -384,7 +381,6 @@ func (d *device) wire(base string) wireDevice {
 			CreatedAt: ts(d.settingsCreated),
 			DeepLink:  "https://app.bikeep.com/d/" + d.code,
 		},
-		LockState:     string(v.lock),
 		URI:           uri,
 		PowerSave:     string(d.power),
 		Tags:          nonNil(d.tags),
@@ -395,8 +391,10 @@ func (d *device) wire(base string) wireDevice {
 		HardwareState: string(v.hardware),
 		HasCamera:     d.hasCamera,
 	}
-	if d.priceListID != "" {
-		w.PriceList = &wireRef{ID: d.priceListID, URI: base + "/pricing/v1/price-lists/" + d.priceListID}
+	w.PriceList = &wireRef{ID: d.priceListID, URI: base + "/pricing/v1/price-lists/" + d.priceListID}
+	if v.lock != "" {
+		ls := string(v.lock)
+		w.LockState = &ls
 	}
 	if !v.noHB {
 		w.HeartbeatV2 = &wireHeartbeatV2{
@@ -407,31 +405,31 @@ func (d *device) wire(base string) wireDevice {
 		hh := deprecatedHealth(v.health)
 		w.HeartbeatHealth = &hh
 	}
-	if d.userID != "" && v.state == bikeep.StateLocked {
+	if d.userID != "" && v.state == stateLocked {
 		w.User = &wireUser{AccessKey: d.userKey, ID: d.userID}
 	}
 	return w
 }
 
 // counts adds d to c the way the location list summarises devices.
-func (d *device) count(c *bikeep.DeviceCounts) {
+func (d *device) count(c *wireDeviceCounts) {
 	v := d.view()
 	c.Total++
-	online := v.health != bikeep.HealthDead && v.health != bikeep.HealthLongDead &&
-		v.hardware != bikeep.HardwareNotResponding
+	online := v.health != healthDead && v.health != healthLongDead &&
+		v.hardware != hwNotResponding
 	if online {
 		c.Online++
 	}
 	var available bool
 	switch {
-	case d.typ == bikeep.TypeGuard:
+	case d.typ == typeGuard:
 		available = true
-	case d.inverted():
-		available = v.lock == bikeep.LockLocked
+	case d.isDoor():
+		available = v.state == stateLocked && v.lock == lockLocked
 	default:
-		available = v.state == bikeep.StateUnlocked && v.lock == bikeep.LockUnlocked
+		available = v.state == stateUnlocked && v.lock == lockUnlocked
 	}
-	if available && online && v.hardware == bikeep.HardwareNormal {
+	if available && online && v.hardware == hwNormal {
 		c.Available++
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/fleetd/fleetd/internal/clients/httpx"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -34,12 +34,15 @@ const earlyExpiry = time.Minute
 
 // ccSource fetches OAuth2 client-credentials tokens and caches them until
 // shortly before they expire. It is a ReuseTokenSourceWithExpiry that also
-// takes the request's context and can be invalidated after a 401.
+// takes the request's context, can be invalidated after a 401, and fetches
+// through a gate: one fetch at a time for all callers, and after a failure
+// a backoff during which callers get that failure at once.
 type ccSource struct {
-	cfg *clientcredentials.Config
-	hc  *http.Client
-	now func() time.Time
-	log logFunc
+	cfg  *clientcredentials.Config
+	hc   *http.Client
+	now  func() time.Time
+	log  logFunc
+	gate *httpx.Gate
 
 	mu      sync.Mutex
 	tok     string
@@ -48,14 +51,46 @@ type ccSource struct {
 
 type logFunc func(ctx context.Context, msg string, args ...any)
 
-func (s *ccSource) token(ctx context.Context) (string, error) {
-	// The lock is held across the fetch on purpose: concurrent callers with
-	// an expired token wait for one fetch instead of stampeding the endpoint.
+// tokenHTTPClient is a copy of hc that follows no redirect: the token
+// request carries the client secret, which must reach no other origin.
+func tokenHTTPClient(hc *http.Client) *http.Client {
+	cp := &http.Client{}
+	if hc != nil {
+		*cp = *hc
+	}
+	cp.CheckRedirect = httpx.RefuseRedirect
+	return cp
+}
+
+// cached returns the token while it is fresh.
+func (s *ccSource) cached() (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.tok != "" && (s.renewAt.IsZero() || s.now().Before(s.renewAt)) {
-		return s.tok, nil
+	ok := s.tok != "" && (s.renewAt.IsZero() || s.now().Before(s.renewAt))
+	return s.tok, ok
+}
+
+func (s *ccSource) token(ctx context.Context) (string, error) {
+	if t, ok := s.cached(); ok {
+		return t, nil
 	}
+	leave, err := s.gate.Enter(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer leave()
+	if t, ok := s.cached(); ok {
+		return t, nil // fetched by the caller we waited for
+	}
+	if err := s.gate.Shut(); err != nil {
+		return "", err
+	}
+	t, err := s.fetch(ctx)
+	s.gate.Done(ctx, err)
+	return t, err
+}
+
+func (s *ccSource) fetch(ctx context.Context) (string, error) {
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.hc)
 	t, err := s.cfg.Token(ctx)
 	if err != nil {
@@ -64,6 +99,8 @@ func (s *ccSource) token(ctx context.Context) (string, error) {
 	if t.AccessToken == "" {
 		return "", errors.New("fetch token: empty access_token")
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.tok = t.AccessToken
 	s.renewAt = time.Time{}
 	if !t.Expiry.IsZero() {
@@ -98,11 +135,11 @@ func sanitizeTokenError(err error) error {
 			status = re.Response.StatusCode
 		}
 		if re.ErrorCode != "" {
-			return fmt.Errorf("token endpoint answered HTTP %d %s", status, sanitize(re.ErrorCode, 64, ""))
+			return fmt.Errorf("token endpoint answered HTTP %d %s", status, httpx.Sanitize(re.ErrorCode, 64))
 		}
 		return fmt.Errorf("token endpoint answered HTTP %d", status)
 	}
-	return stripURL(err)
+	return httpx.StripURL(err)
 }
 
 // staticSource always returns the same token; a 401 cannot be cured.
@@ -159,16 +196,4 @@ func (s *fileSource) invalidate(string) bool {
 	defer s.mu.Unlock()
 	s.force = true
 	return true
-}
-
-// stripURL removes *url.Error layers: their text carries the full request
-// URL, and error strings name the route template instead.
-func stripURL(err error) error {
-	for {
-		ue, ok := err.(*url.Error)
-		if !ok || ue.Err == nil {
-			return err
-		}
-		err = ue.Err
-	}
 }

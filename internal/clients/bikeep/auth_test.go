@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/clients/httpx/httpxtest"
 )
 
 const (
@@ -106,8 +108,8 @@ func TestClientCredentialsRenewedBeforeExpiry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTokenServer(t, testClientID, testClientSecret, tc.expiresIn)
 			api := &apiRecorder{}
-			clk := &fakeClock{t: time.Date(2025, 1, 15, 12, 0, 0, 0, time.UTC)}
-			c, _ := newCCClient(t, ts, api, respond(200, `{"id":"d"}`), withClock(clk.now))
+			clk := httpxtest.NewClock(time.Date(2025, 1, 15, 12, 0, 0, 0, time.UTC))
+			c, _ := newCCClient(t, ts, api, respond(200, `{"id":"d"}`), withClock(clk.Now))
 			get := func() {
 				t.Helper()
 				if _, err := c.GetDevice(context.Background(), "d"); err != nil {
@@ -115,12 +117,12 @@ func TestClientCredentialsRenewedBeforeExpiry(t *testing.T) {
 				}
 			}
 			get()
-			clk.advance(tc.still)
+			clk.Advance(tc.still)
 			get()
 			if n := ts.fetches.Load(); n != 1 {
 				t.Fatalf("after %s: %d fetches, want 1", tc.still, n)
 			}
-			clk.advance(tc.renew - tc.still)
+			clk.Advance(tc.renew - tc.still)
 			get()
 			get()
 			if n := ts.fetches.Load(); n != 2 {

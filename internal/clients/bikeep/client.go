@@ -6,19 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/fleetd/fleetd/internal/clients/httpx"
+	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -33,39 +31,23 @@ const (
 
 // Defaults for the options.
 const (
-	DefaultMaxBodyBytes = 8 << 20
-	DefaultMaxAttempts  = 4
-	DefaultMinWait      = 250 * time.Millisecond
-	DefaultMaxWait      = 10 * time.Second
+	DefaultMaxBodyBytes = httpx.DefaultMaxBodyBytes
+	DefaultMaxAttempts  = httpx.DefaultMaxAttempts
+	DefaultMinWait      = httpx.DefaultMinWait
+	DefaultMaxWait      = httpx.DefaultMaxWait
 	DefaultUserAgent    = "fleetd-bikeep-client"
 )
 
-// errBodyLimit bounds what is read of an error body: the envelope is small
-// and a proxy's HTML page is only sampled.
-const errBodyLimit = 64 << 10
-
-// Instrumenter observes the client's traffic; fleetd backs it with
-// Prometheus metrics. Implementations must be safe for concurrent use.
-type Instrumenter interface {
-	// ObserveRequest is called once per HTTP attempt. route is the template,
-	// e.g. "/device/v1/locations/{id}/devices"; code is the HTTP status or 0
-	// on transport error; d runs until the response headers arrived.
-	ObserveRequest(route, method string, code int, d time.Duration)
-	// ObserveRetry is called before each retry of a request.
-	ObserveRetry(route, method string)
-}
-
-type nopInstrumenter struct{}
-
-func (nopInstrumenter) ObserveRequest(string, string, int, time.Duration) {}
-func (nopInstrumenter) ObserveRetry(string, string)                       {}
+// Instrumenter observes the client's traffic (requests and retries by
+// route template, the client-wide backoff, shortened vendor values); fleetd
+// backs it with Prometheus metrics.
+type Instrumenter = httpx.Instrumenter
 
 // Client talks to the Bikeep Parking Device and Location APIs. It is safe
 // for concurrent use.
 type Client struct {
 	base      string // scheme://host[/prefix] without a trailing slash
-	getRC     *retryablehttp.Client
-	postRC    *retryablehttp.Client
+	http      *httpx.Client
 	auth      tokenSource // nil: no Authorization header
 	maxBody   int64
 	inst      Instrumenter
@@ -74,14 +56,8 @@ type Client struct {
 }
 
 type config struct {
-	hc        *http.Client
+	http      httpx.Settings
 	mkAuth    []func(*config) tokenSource
-	maxBody   int64
-	attempts  int
-	minWait   time.Duration
-	maxWait   time.Duration
-	inst      Instrumenter
-	log       *slog.Logger
 	userAgent string
 	now       func() time.Time
 }
@@ -92,13 +68,7 @@ type Option func(*config) error
 // WithHTTPClient sets the base HTTP client (its transport and timeout). The
 // client is copied, not modified. Token requests use it too.
 func WithHTTPClient(hc *http.Client) Option {
-	return func(c *config) error {
-		if hc == nil {
-			return errors.New("nil http client")
-		}
-		c.hc = hc
-		return nil
-	}
+	return func(c *config) error { return c.http.SetHTTPClient(hc) }
 }
 
 // WithClientCredentials authenticates with the OAuth2 client-credentials
@@ -121,9 +91,10 @@ func WithClientCredentials(tokenURL, clientID string, clientSecret secret.String
 					TokenURL:     tokenURL,
 					AuthStyle:    oauth2.AuthStyleInParams,
 				},
-				hc:  c.hc,
-				now: c.now,
-				log: func(ctx context.Context, msg string, args ...any) { c.log.DebugContext(ctx, msg, args...) },
+				hc:   tokenHTTPClient(c.http.HTTPClient),
+				now:  c.now,
+				gate: httpx.NewGate("token fetch", httpx.GateBase, httpx.GateMax, c.now),
+				log:  func(ctx context.Context, msg string, args ...any) { c.http.Logger.DebugContext(ctx, msg, args...) },
 			}
 		})
 		return nil
@@ -156,51 +127,26 @@ func WithTokenFile(path string) Option {
 // WithMaxBodyBytes caps a response body (default 8 MiB). A larger body is
 // a *BodyTooLargeError and is never read whole.
 func WithMaxBodyBytes(n int64) Option {
-	return func(c *config) error {
-		if n <= 0 {
-			return fmt.Errorf("max body bytes must be positive, got %d", n)
-		}
-		c.maxBody = n
-		return nil
-	}
+	return func(c *config) error { return c.http.SetMaxBodyBytes(n) }
 }
 
 // WithRetry sets the retry policy of GET requests: at most maxAttempts
 // attempts, exponential backoff with jitter between minWait and maxWait,
-// Retry-After honoured up to maxWait. Defaults: 4, 250ms, 10s.
+// Retry-After honoured up to maxWait. Defaults: 4, 250ms, 10s. Retries of
+// the whole client are also bounded by a budget (about 10 % of its
+// requests), and a 429 pauses every request of the client.
 func WithRetry(maxAttempts int, minWait, maxWait time.Duration) Option {
-	return func(c *config) error {
-		if maxAttempts < 1 {
-			return fmt.Errorf("max attempts must be at least 1, got %d", maxAttempts)
-		}
-		if minWait < 0 || maxWait < minWait {
-			return fmt.Errorf("retry waits: need 0 <= min (%s) <= max (%s)", minWait, maxWait)
-		}
-		c.attempts, c.minWait, c.maxWait = maxAttempts, minWait, maxWait
-		return nil
-	}
+	return func(c *config) error { return c.http.SetRetry(maxAttempts, minWait, maxWait) }
 }
 
 // WithInstrumenter reports every attempt and retry to in.
 func WithInstrumenter(in Instrumenter) Option {
-	return func(c *config) error {
-		if in == nil {
-			return errors.New("nil instrumenter")
-		}
-		c.inst = in
-		return nil
-	}
+	return func(c *config) error { return c.http.SetInstrumenter(in) }
 }
 
 // WithLogger sets the logger for debug output (retries, token renewal).
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
-		if l == nil {
-			return errors.New("nil logger")
-		}
-		c.log = l
-		return nil
-	}
+	return func(c *config) error { return c.http.SetLogger(l) }
 }
 
 // WithUserAgent sets the User-Agent header.
@@ -232,13 +178,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		return nil, errors.New("bikeep: base URL must not carry a query, fragment or user info")
 	}
 	cfg := config{
-		hc:        &http.Client{},
-		maxBody:   DefaultMaxBodyBytes,
-		attempts:  DefaultMaxAttempts,
-		minWait:   DefaultMinWait,
-		maxWait:   DefaultMaxWait,
-		inst:      nopInstrumenter{},
-		log:       slog.New(slog.DiscardHandler),
+		http:      httpx.Settings{HTTPClient: &http.Client{}},
 		userAgent: DefaultUserAgent,
 		now:       time.Now,
 	}
@@ -250,103 +190,24 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	if len(cfg.mkAuth) > 1 {
 		return nil, errors.New("bikeep: more than one authentication option given")
 	}
+	if cfg.http.Logger == nil {
+		cfg.http.Logger = slog.New(slog.DiscardHandler)
+	}
+	// Retry-After is honoured up to the retry maximum, as WithRetry says.
+	hc := httpx.New("bikeep", cfg.http, httpx.RetryAfterUpToMaxWait)
 
 	c := &Client{
 		base:      strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"),
-		maxBody:   cfg.maxBody,
-		inst:      cfg.inst,
-		log:       cfg.log,
+		http:      hc,
+		maxBody:   hc.MaxBodyBytes(),
+		inst:      hc.Instrumenter(),
+		log:       cfg.http.Logger,
 		userAgent: cfg.userAgent,
 	}
 	if len(cfg.mkAuth) == 1 {
 		c.auth = cfg.mkAuth[0](&cfg)
 	}
-
-	// A copy of the caller's client: instrumented per attempt, and never
-	// following redirects (an API that redirects is misconfigured, and a
-	// redirected POST would be re-sent).
-	hc := *cfg.hc
-	base := hc.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	hc.Transport = &instrumentedTransport{base: base, inst: cfg.inst}
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-	newRC := func(check retryablehttp.CheckRetry, attempts int) *retryablehttp.Client {
-		return &retryablehttp.Client{
-			HTTPClient: &hc,
-			// retryablehttp's own logging prints URLs; ours goes through the
-			// hooks below with the route template instead.
-			Logger:          nil,
-			RetryWaitMin:    cfg.minWait,
-			RetryWaitMax:    cfg.maxWait,
-			RetryMax:        attempts - 1,
-			CheckRetry:      check,
-			Backoff:         backoff,
-			ErrorHandler:    retryablehttp.PassthroughErrorHandler,
-			RequestLogHook:  c.onAttempt,
-			ResponseLogHook: c.onResponse,
-		}
-	}
-	c.getRC = newRC(retryablehttp.DefaultRetryPolicy, cfg.attempts)
-	c.postRC = newRC(retryUnsent, cfg.attempts)
 	return c, nil
-}
-
-type routeKey struct{}
-type sentKey struct{}
-
-func routeOf(ctx context.Context) string {
-	r, _ := ctx.Value(routeKey{}).(string)
-	return r
-}
-
-// onAttempt counts and logs retries; attempt 0 is the first try.
-func (c *Client) onAttempt(_ retryablehttp.Logger, req *http.Request, attempt int) {
-	if attempt == 0 {
-		return
-	}
-	route := routeOf(req.Context())
-	c.inst.ObserveRetry(route, req.Method)
-	c.log.DebugContext(req.Context(), "bikeep: retrying request",
-		"route", route, "method", req.Method, "attempt", attempt+1)
-}
-
-func (c *Client) onResponse(_ retryablehttp.Logger, resp *http.Response) {
-	if resp.StatusCode < 300 {
-		return
-	}
-	ctx := resp.Request.Context()
-	c.log.DebugContext(ctx, "bikeep: error response",
-		"route", routeOf(ctx), "method", resp.Request.Method, "status", resp.StatusCode)
-}
-
-// instrumentedTransport reports every attempt, by route template.
-type instrumentedTransport struct {
-	base http.RoundTripper
-	inst Instrumenter
-}
-
-func (t *instrumentedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	route := routeOf(req.Context())
-	start := time.Now()
-	resp, err := t.base.RoundTrip(req)
-	if route != "" {
-		code := 0
-		if err == nil {
-			code = resp.StatusCode
-		}
-		t.inst.ObserveRequest(route, req.Method, code, time.Since(start))
-	}
-	return resp, err
-}
-
-// CloseIdleConnections lets retryablehttp and http.Client reach the base transport.
-func (t *instrumentedTransport) CloseIdleConnections() {
-	if ci, ok := t.base.(interface{ CloseIdleConnections() }); ok {
-		ci.CloseIdleConnections()
-	}
 }
 
 // call describes one API request.
@@ -365,7 +226,6 @@ type call struct {
 // the raw bytes). It is the single request path: authentication, retries,
 // the 401 token refresh, body limits and error mapping all live here.
 func (c *Client) do(ctx context.Context, cl call, v any) error {
-	ctx = context.WithValue(ctx, routeKey{}, cl.route)
 	var (
 		used    string
 		authErr *APIError // the first 401, returned if no fresh token is had
@@ -415,52 +275,26 @@ func (c *Client) do(ctx context.Context, cl call, v any) error {
 // send performs one (retried, for GET) exchange. sent reports whether the
 // request may have reached the server.
 func (c *Client) send(ctx context.Context, cl call, tok string) (*http.Response, bool, error) {
-	rc := c.getRC
-	var sent atomic.Bool
-	if cl.cmd != nil {
-		rc = c.postRC
-		// Once a connection is in hand the request may be written; before
-		// that (dial or DNS failure) it provably was not.
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			GotConn: func(httptrace.GotConnInfo) { sent.Store(true) },
-		})
-		ctx = context.WithValue(ctx, sentKey{}, &sent)
-	}
-	var body any
+	h := http.Header{}
+	h.Set("Accept", "application/json")
+	h.Set("User-Agent", c.userAgent)
 	if cl.body != nil {
-		body = cl.body
-	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, cl.method, c.base+cl.path, body)
-	if err != nil {
-		return nil, false, err
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	if cl.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h.Set("Content-Type", "application/json")
 	}
 	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+		h.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := rc.Do(req)
-	if err != nil {
-		maybeSent := cl.cmd != nil && (sent.Load() || !isDialError(err))
-		return nil, maybeSent, err
+	policy := httpx.RetryIdempotent
+	if cl.cmd != nil {
+		policy = httpx.RetryUnsent
 	}
-	return resp, true, nil
-}
-
-// retryUnsent is the POST retry policy: retry only a request that provably
-// never left (no connection obtained and a dial/DNS failure).
-func retryUnsent(ctx context.Context, _ *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
+	resp, sent, err := c.http.Do(ctx, httpx.Request{
+		Method: cl.method, Route: cl.route, URL: c.base + cl.path, Header: h, Body: cl.body, Policy: policy,
+	})
+	if resp != nil && resp.StatusCode >= 300 {
+		c.log.DebugContext(ctx, "bikeep: error response", "route", cl.route, "method", cl.method, "status", resp.StatusCode)
 	}
-	if err == nil {
-		return false, nil
-	}
-	sent, _ := ctx.Value(sentKey{}).(*atomic.Bool)
-	return sent != nil && !sent.Load() && isDialError(err), nil
+	return resp, sent, err
 }
 
 // handle maps a final response to a decoded value or an error, and closes it.
@@ -482,33 +316,30 @@ func (c *Client) handle(resp *http.Response, cl call, tok string, v any) error {
 
 // readBody reads a 2xx body up to the limit.
 func (c *Client) readBody(resp *http.Response, cl call) ([]byte, error) {
-	if resp.ContentLength > c.maxBody {
+	b, err := httpx.ReadCapped(resp, c.maxBody)
+	switch {
+	case errors.Is(err, httpx.ErrBodyTooLarge):
 		return nil, &BodyTooLargeError{Limit: c.maxBody, Route: cl.route}
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
-	if err != nil {
+	case err != nil:
 		return nil, c.wrap(cl, fmt.Errorf("read body: %w", err))
-	}
-	if int64(len(b)) > c.maxBody {
-		return nil, &BodyTooLargeError{Limit: c.maxBody, Route: cl.route}
 	}
 	return b, nil
 }
 
 // responseError builds the *APIError (or *RateLimitError) for a non-2xx answer.
 func (c *Client) responseError(resp *http.Response, cl call, tok string) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, min(errBodyLimit, c.maxBody)))
+	b := httpx.ReadErrorBody(resp, c.maxBody)
 	e := APIError{StatusCode: resp.StatusCode, Method: cl.method, Route: cl.route}
 	var eb ErrorBody
 	if json.Unmarshal(b, &eb) == nil && (eb.ErrorCode != "" || eb.ErrorMessage != "" || eb.CorrelationID != "") {
-		e.ErrorCode = sanitize(eb.ErrorCode, 128, tok)
-		e.Message = sanitize(eb.ErrorMessage, 1024, tok)
-		e.CorrelationID = sanitize(eb.CorrelationID, 128, tok)
+		e.ErrorCode = httpx.Sanitize(eb.ErrorCode, 128, tok)
+		e.Message = httpx.Sanitize(eb.ErrorMessage, limits.MaxTextBytes, tok)
+		e.CorrelationID = httpx.Sanitize(eb.CorrelationID, 128, tok)
 	} else {
-		e.Body = sanitize(string(b[:min(len(b), 256)]), 256, tok)
+		e.Body = httpx.Sanitize(string(b[:min(len(b), 256)]), 256, tok)
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
-		ra, _ := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		ra, _ := httpx.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return &RateLimitError{APIError: e, RetryAfter: ra}
 	}
 	return &e
@@ -517,7 +348,7 @@ func (c *Client) responseError(resp *http.Response, cl call, tok string) error {
 // wrap prefixes a transport-level error with method and route template,
 // dropping the raw URL.
 func (c *Client) wrap(cl call, err error) error {
-	return fmt.Errorf("bikeep: %s %s: %w", cl.method, cl.route, stripURL(err))
+	return fmt.Errorf("bikeep: %s %s: %w", cl.method, cl.route, httpx.StripURL(err))
 }
 
 func (c *Client) ambiguousIf(cl call, cond bool, err error) error {
@@ -561,12 +392,17 @@ func firstToken(b []byte) string {
 	if len(b) > 8 {
 		b = b[:8]
 	}
-	return sanitize(string(b), 8, "")
+	return httpx.Sanitize(string(b), 8)
 }
 
-// escapeID validates and escapes a path parameter.
+// escapeID validates and escapes a path parameter. Only an id that passes
+// limits.ID goes into a URL: one that is too long or not valid UTF-8 would
+// be rewritten on the way (and name another device), so it is refused.
 func escapeID(kind, id string) (string, error) {
-	if id == "" || id == "." || id == ".." {
+	if err := limits.ID(id); err != nil {
+		return "", fmt.Errorf("bikeep: invalid %s id: %w", kind, err)
+	}
+	if id == "." || id == ".." {
 		return "", fmt.Errorf("bikeep: invalid %s id %q", kind, id)
 	}
 	return url.PathEscape(id), nil

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // APIError is a non-2xx answer of the API. When the body is the documented
@@ -161,30 +159,4 @@ func IsNotFound(err error) bool {
 		return false
 	}
 	return ae.StatusCode == 404 || ae.ErrorCode == "ERRORS.NOT_FOUND"
-}
-
-// sanitize makes server-supplied text safe for an error string or a log
-// line: valid UTF-8, no control characters, whitespace runs collapsed, at
-// most max bytes, and the bearer token (should a server ever echo it) masked.
-func sanitize(s string, max int, token string) string {
-	if token != "" {
-		s = strings.ReplaceAll(s, token, "<secret>")
-	}
-	var b strings.Builder
-	space := false
-	for _, r := range s {
-		if r == utf8.RuneError || unicode.IsControl(r) || unicode.IsSpace(r) {
-			if !space && b.Len() > 0 {
-				b.WriteByte(' ')
-			}
-			space = true
-			continue
-		}
-		space = false
-		if b.Len()+utf8.RuneLen(r) > max {
-			break
-		}
-		b.WriteRune(r)
-	}
-	return strings.TrimRight(b.String(), " ")
 }

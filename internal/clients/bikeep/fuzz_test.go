@@ -3,6 +3,9 @@ package bikeep
 import (
 	"errors"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/fleetd/fleetd/internal/clients/limits"
 )
 
 func seedCorpus(f *testing.F, names ...string) {
@@ -21,7 +24,7 @@ func seedCorpus(f *testing.F, names ...string) {
 func FuzzDecodeDevices(f *testing.F) {
 	seedCorpus(f, "device_list.json", "device.json", "locations.json")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		devs, err := decodeDeviceList(RouteLocationDevices, b)
+		devs, err := decodeDeviceList(RouteLocationDevices, b, nil)
 		var pe *PartialDecodeError
 		var de *DecodeError
 		switch {
@@ -42,6 +45,14 @@ func FuzzDecodeDevices(f *testing.F) {
 		for i := range devs {
 			d := &devs[i]
 			_, _, _, _ = d.Health(), d.StateValue(), d.LocationID(), d.Supports(CmdSyncDevice)
+			if err := limits.ID(d.ID); err != nil {
+				t.Fatalf("device with an unusable id returned: %v", err)
+			}
+			for _, s := range []string{d.Alias, d.Code, string(d.Type), d.Comment} {
+				if len(s) > limits.MaxTextBytes || !utf8.ValidString(s) {
+					t.Fatalf("display string of %d bytes (valid UTF-8: %v) returned", len(s), utf8.ValidString(s))
+				}
+			}
 		}
 	})
 }
@@ -49,7 +60,7 @@ func FuzzDecodeDevices(f *testing.F) {
 func FuzzDecodeCommand(f *testing.F) {
 	seedCorpus(f, "command.json", "error.json")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		cmd, err := decodeCommand(RouteCommand, b)
+		cmd, err := decodeCommand(RouteCommand, b, nil)
 		if err != nil {
 			var de *DecodeError
 			if !errors.As(err, &de) || cmd != nil {

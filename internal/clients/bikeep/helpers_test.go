@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/clients/httpx/httpxtest"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -75,6 +76,7 @@ type recorder struct {
 	mu       sync.Mutex
 	requests []observation
 	retries  []observation
+	httpxtest.Pauses
 }
 
 func (r *recorder) ObserveRequest(route, method string, code int, _ time.Duration) {
@@ -144,21 +146,3 @@ func newTokenServerPrefix(t *testing.T, clientID, clientSecret string, expiresIn
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// fakeClock is a settable clock for token renewal.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}

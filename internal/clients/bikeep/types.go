@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -228,7 +229,8 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return fmt.Errorf("timestamp %q: not RFC 3339", s)
+		shown, _ := limits.Text(s, 64) // the value ends up in a log line
+		return fmt.Errorf("timestamp %q: not RFC 3339", shown)
 	}
 	t.Time = v
 	return nil

@@ -12,8 +12,8 @@ import (
 	"time"
 	_ "time/tzdata" // the default zone must load on hosts without tzdata
 
-	"github.com/hashicorp/go-retryablehttp"
-
+	"github.com/fleetd/fleetd/internal/clients/httpx"
+	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -44,88 +44,64 @@ type Credentials struct {
 // Instrumenter observes the client's HTTP traffic. route is
 // "request=<name>", e.g. "request=user_bikes_occupied"; code is the HTTP
 // status or 0 when no response arrived. ObserveRequest is called once per
-// attempt, ObserveRetry once per retried attempt.
-type Instrumenter interface {
-	ObserveRequest(route, method string, code int, d time.Duration)
-	ObserveRetry(route, method string)
-}
+// attempt, ObserveRetry once per retried attempt; ObserveBackoff reports the
+// client-wide pause after throttling and ObserveTruncated every vendor value
+// shortened to its cap.
+type Instrumenter = httpx.Instrumenter
 
-// Option configures a Client.
-type Option func(*options)
+// Option configures a Client. A bad value is an error from NewClient.
+type Option func(*options) error
 
 type options struct {
-	httpClient *http.Client
-	maxBody    int64
-	instr      Instrumenter
-	logger     *slog.Logger
-	loc        *time.Location
-	retryMax   int
-	waitMin    time.Duration
-	waitMax    time.Duration
+	http httpx.Settings
+	loc  *time.Location
 }
 
 // WithHTTPClient sets the underlying HTTP client (timeouts, TLS, proxies).
 // The client is copied, not modified; redirects are never followed, because
 // a 307/308 would replay the password-bearing form body to another location.
 func WithHTTPClient(hc *http.Client) Option {
-	return func(o *options) {
-		if hc != nil {
-			o.httpClient = hc
-		}
-	}
+	return func(o *options) error { return o.http.SetHTTPClient(hc) }
 }
 
 // WithMaxBodyBytes bounds response bodies (default DefaultMaxBodyBytes).
 func WithMaxBodyBytes(n int64) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.maxBody = n
-		}
-	}
+	return func(o *options) error { return o.http.SetMaxBodyBytes(n) }
 }
 
 // WithInstrumenter reports every HTTP attempt and retry.
 func WithInstrumenter(i Instrumenter) Option {
-	return func(o *options) {
-		if i != nil {
-			o.instr = i
-		}
-	}
+	return func(o *options) error { return o.http.SetInstrumenter(i) }
 }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) {
-		if l != nil {
-			o.logger = l
-		}
-	}
+	return func(o *options) error { return o.http.SetLogger(l) }
 }
 
 // WithTimeZone sets the zone of timestamps that COPRI sends without an
 // offset (default Europe/Berlin, the COPRI servers' zone).
 func WithTimeZone(loc *time.Location) Option {
-	return func(o *options) {
-		if loc != nil {
-			o.loc = loc
+	return func(o *options) error {
+		if loc == nil {
+			return errors.New("nil time zone")
 		}
+		o.loc = loc
+		return nil
 	}
 }
 
 // WithRetry bounds transport retries: at most maxRetries further attempts
 // after the first, waiting between waitMin and waitMax (exponential backoff
-// with jitter) unless the server's Retry-After says otherwise.
+// with jitter) unless the server's Retry-After says otherwise (honoured up
+// to httpx.MaxRetryAfter). Retries of the whole client are also bounded by
+// a budget (about 10 % of its requests), and a 429 pauses every request.
 func WithRetry(maxRetries int, waitMin, waitMax time.Duration) Option {
-	return func(o *options) {
-		if maxRetries >= 0 {
-			o.retryMax = maxRetries
+	return func(o *options) error {
+		if maxRetries < 0 {
+			return fmt.Errorf("max retries must not be negative, got %d", maxRetries)
 		}
-		if waitMin > 0 {
-			o.waitMin = waitMin
-		}
-		if waitMax >= waitMin && waitMax > 0 {
-			o.waitMax = waitMax
-		}
+		return o.http.SetRetry(maxRetries+1, waitMin, waitMax)
 	}
 }
 
@@ -137,12 +113,15 @@ type Client struct {
 	primary  string // base URLs, without trailing slash
 	operator string
 	creds    Credentials
-	http     *retryablehttp.Client
+	http     *httpx.Client
 	maxBody  int64
 	log      *slog.Logger
 	loc      *time.Location
+	inst     Instrumenter
 
-	loginMu sync.Mutex // serializes logins so concurrent callers share one
+	// login admits one login at a time, shared by every caller, and after a
+	// failed one makes callers fail fast with its error for a backoff.
+	login *httpx.Gate
 
 	mu     sync.Mutex
 	cookie secret.String
@@ -154,16 +133,14 @@ type Client struct {
 // operator server operatorURL (which may be empty when bikes_all is not
 // used). It does not contact the servers; the first data call logs in.
 func NewClient(primaryURL, operatorURL string, creds Credentials, opts ...Option) (*Client, error) {
-	o := options{
-		maxBody:  DefaultMaxBodyBytes,
-		instr:    nopInstrumenter{},
-		logger:   slog.New(slog.DiscardHandler),
-		retryMax: 3,
-		waitMin:  250 * time.Millisecond,
-		waitMax:  5 * time.Second,
+	o := options{http: httpx.Settings{HTTPClient: &http.Client{Timeout: 30 * time.Second}}}
+	if err := o.http.SetRetry(4, 250*time.Millisecond, 5*time.Second); err != nil {
+		return nil, fmt.Errorf("copri: %w", err)
 	}
 	for _, opt := range opts {
-		opt(&o)
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("copri: %w", err)
+		}
 	}
 	if o.loc == nil {
 		loc, err := time.LoadLocation("Europe/Berlin")
@@ -171,6 +148,9 @@ func NewClient(primaryURL, operatorURL string, creds Credentials, opts ...Option
 			loc = time.UTC
 		}
 		o.loc = loc
+	}
+	if o.http.Logger == nil {
+		o.http.Logger = slog.New(slog.DiscardHandler)
 	}
 	primary, err := baseURL("primary", primaryURL)
 	if err != nil {
@@ -193,16 +173,18 @@ func NewClient(primaryURL, operatorURL string, creds Credentials, opts ...Option
 		return nil, fmt.Errorf("copri: hw_id must be at least %d characters, got %d", minHWIDLen, len(creds.HWID))
 	}
 
-	c := &Client{
+	hc := httpx.New("copri", o.http, httpx.MaxRetryAfter)
+	return &Client{
 		primary:  primary,
 		operator: operator,
 		creds:    creds,
-		maxBody:  o.maxBody,
-		log:      o.logger,
+		http:     hc,
+		maxBody:  hc.MaxBodyBytes(),
+		log:      o.http.Logger,
 		loc:      o.loc,
-	}
-	c.http = newRetryClient(o, c.log)
-	return c, nil
+		inst:     hc.Instrumenter(),
+		login:    httpx.NewGate("login", httpx.GateBase, httpx.GateMax, nil),
+	}, nil
 }
 
 // baseURL validates a configured server URL. Errors never echo the URL: a
@@ -239,13 +221,27 @@ func (c *Client) Session() (Envelope, bool) {
 // keeps the session for later calls, replacing any previous one. A refusal
 // or a response without authcookie is an *AuthError.
 func (c *Client) Login(ctx context.Context) error {
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
-	_, _, err := c.loginLocked(ctx)
+	leave, err := c.login.Enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	_, _, err = c.loginGated(ctx)
 	return err
 }
 
-// loginLocked performs the login; the caller holds loginMu.
+// loginGated logs in unless the gate is shut after a failed login, and
+// records the outcome; the caller is inside the gate.
+func (c *Client) loginGated(ctx context.Context) (secret.String, uint64, error) {
+	if err := c.login.Shut(); err != nil {
+		return "", 0, err
+	}
+	cookie, gen, err := c.loginLocked(ctx)
+	c.login.Done(ctx, err)
+	return cookie, gen, err
+}
+
+// loginLocked performs the login; the caller is inside the login gate.
 func (c *Client) loginLocked(ctx context.Context) (secret.String, uint64, error) {
 	form := url.Values{
 		"merchant_id": {c.creds.MerchantID},
@@ -285,8 +281,11 @@ func (c *Client) loginLocked(ctx context.Context) (secret.String, uint64, error)
 // Logout ends the session (request=authout). The session is forgotten even
 // when the server's answer is an error. Without a session it does nothing.
 func (c *Client) Logout(ctx context.Context) error {
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
+	leave, err := c.login.Enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	c.mu.Lock()
 	cookie := c.cookie
 	c.cookie, c.env = "", Envelope{}
@@ -311,7 +310,7 @@ func (c *Client) UserBikesOccupied(ctx context.Context) ([]Rental, error) {
 	var rentals []Rental
 	err := c.query(ctx, c.primary, reqUserBikesOccupied, func(top *wireTop) error {
 		var err error
-		rentals, err = parseRentals(reqUserBikesOccupied, top.BikesOccupied, c.loc)
+		rentals, err = parseRentals(reqUserBikesOccupied, top.BikesOccupied, c.loc, c.inst.ObserveTruncated)
 		return err
 	})
 	if err != nil {
@@ -329,7 +328,7 @@ func (c *Client) BikesAll(ctx context.Context) ([]Bike, error) {
 	var bikes []Bike
 	err := c.query(ctx, c.operator, reqBikesAll, func(top *wireTop) error {
 		var err error
-		bikes, err = parseBikes(reqBikesAll, top.Bikes, c.loc)
+		bikes, err = parseBikes(reqBikesAll, top.Bikes, c.loc, c.inst.ObserveTruncated)
 		return err
 	})
 	if err != nil {
@@ -393,30 +392,36 @@ func (c *Client) session(ctx context.Context) (cookie secret.String, gen uint64,
 	if !cookie.IsZero() {
 		return cookie, gen, false, nil
 	}
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
+	leave, err := c.login.Enter(ctx)
+	if err != nil {
+		return "", 0, false, err
+	}
+	defer leave()
 	c.mu.Lock()
 	cookie, gen = c.cookie, c.gen
 	c.mu.Unlock()
 	if !cookie.IsZero() {
 		return cookie, gen, true, nil // a concurrent caller just logged in
 	}
-	cookie, gen, err = c.loginLocked(ctx)
+	cookie, gen, err = c.loginGated(ctx)
 	return cookie, gen, true, err
 }
 
 // renew replaces the session that failed (generation stale), unless a
 // concurrent caller already did.
 func (c *Client) renew(ctx context.Context, stale uint64) (secret.String, uint64, error) {
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
+	leave, err := c.login.Enter(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	defer leave()
 	c.mu.Lock()
 	cookie, gen := c.cookie, c.gen
 	c.mu.Unlock()
 	if gen != stale && !cookie.IsZero() {
 		return cookie, gen, nil
 	}
-	return c.loginLocked(ctx)
+	return c.loginGated(ctx)
 }
 
 // roundTrip posts the request, decodes the envelope and hands the raw data
@@ -433,26 +438,68 @@ func (c *Client) roundTrip(ctx context.Context, server, name string, form url.Va
 		return Envelope{}, err
 	}
 	defer top.wipe()
+	c.capEnvelope(&env)
 	if use != nil {
 		use(env, top)
 	}
 	return env, nil
 }
 
-// scrub masks the password and the given cookies in server text, in case a
-// server echoes them into response_text.
+// capEnvelope shortens the envelope's display strings (they reach the
+// status page and log lines) and its free text; the authcookie is a secret
+// and never shown, so it is left as it came.
+func (c *Client) capEnvelope(env *Envelope) {
+	for _, f := range []struct {
+		name string
+		s    *string
+		max  int
+	}{
+		{"response", &env.Response, limits.MaxNameBytes},
+		{"response_state", &env.ResponseState, limits.MaxTextBytes},
+		{"response_text", &env.ResponseText, limits.MaxTextBytes},
+		{"user_id", &env.UserID, limits.MaxNameBytes},
+		{"copri_version", &env.CopriVersion, limits.MaxNameBytes},
+		{"uri_primary", &env.URIPrimary, limits.MaxNameBytes},
+		{"clearing_cache", &env.ClearingCache, limits.MaxNameBytes},
+		{"debuglevel", &env.DebugLevel, limits.MaxNameBytes},
+		{"lang", &env.Lang, limits.MaxNameBytes},
+	} {
+		if out, cut := limits.Text(*f.s, f.max); cut {
+			*f.s = out
+			c.inst.ObserveTruncated(f.name)
+		}
+	}
+	if len(env.UserGroup) > maxListItems {
+		env.UserGroup = env.UserGroup[:maxListItems:maxListItems]
+		c.inst.ObserveTruncated("user_group")
+	}
+	for i := range env.UserGroup {
+		if out, cut := limits.Name(env.UserGroup[i]); cut {
+			env.UserGroup[i] = out
+			c.inst.ObserveTruncated("user_group")
+		}
+	}
+}
+
+// scrub makes server text safe for an error string or a log line: the
+// password and the given cookies masked (in case a server echoes them into
+// response_text), control characters dropped, and capped at
+// limits.MaxTextBytes.
 func (c *Client) scrub(s string, cookies ...secret.String) string {
 	if s == "" {
 		return s
 	}
-	secrets := append([]secret.String{c.creds.Password}, cookies...)
-	c.mu.Lock()
-	secrets = append(secrets, c.cookie)
-	c.mu.Unlock()
-	for _, sec := range secrets {
-		if !sec.IsZero() {
-			s = strings.ReplaceAll(s, sec.Reveal(), secret.Masked)
-		}
+	return httpx.Sanitize(s, limits.MaxTextBytes, c.secrets(cookies...)...)
+}
+
+// secrets lists the revealed password and session cookies to mask.
+func (c *Client) secrets(cookies ...secret.String) []string {
+	out := []string{c.creds.Password.Reveal()}
+	for _, ck := range cookies {
+		out = append(out, ck.Reveal())
 	}
-	return s
+	c.mu.Lock()
+	out = append(out, c.cookie.Reveal())
+	c.mu.Unlock()
+	return out
 }

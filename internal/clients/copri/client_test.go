@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/clients/httpx/httpxtest"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -135,6 +136,7 @@ type recInstr struct {
 	mu       sync.Mutex
 	requests []string // "route method code"
 	retries  []string
+	httpxtest.Pauses
 }
 
 func (r *recInstr) ObserveRequest(route, method string, code int, _ time.Duration) {

@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/fleetd/fleetd/internal/clients/httpx"
+	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -187,7 +189,7 @@ func decodeRentals(req string, body []byte, loc *time.Location) (Envelope, []Ren
 		return env, nil, err
 	}
 	defer top.wipe()
-	rentals, err := parseRentals(req, top.BikesOccupied, loc)
+	rentals, err := parseRentals(req, top.BikesOccupied, loc, nil)
 	return env, rentals, err
 }
 
@@ -198,17 +200,19 @@ func decodeBikes(req string, body []byte, loc *time.Location) (Envelope, []Bike,
 		return env, nil, err
 	}
 	defer top.wipe()
-	bikes, err := parseBikes(req, top.Bikes, loc)
+	bikes, err := parseBikes(req, top.Bikes, loc, nil)
 	return env, bikes, err
 }
 
-// parseRentals decodes bikes_occupied, sorted by booking id.
-func parseRentals(req string, raw json.RawMessage, loc *time.Location) ([]Rental, error) {
+// parseRentals decodes bikes_occupied, sorted by booking id. Ids (the
+// booking key, bike, station) must pass limits.ID; display strings are
+// shortened, each reported to note (which may be nil).
+func parseRentals(req string, raw json.RawMessage, loc *time.Location, note func(field string)) ([]Rental, error) {
 	const field = "bikes_occupied"
 	byID := map[string]int{}
 	var out []Rental
 	err := eachMember(req, field, raw, func(key string, dec *json.Decoder) error {
-		path := fmt.Sprintf("%s[%s]", field, clip(key))
+		path := fmt.Sprintf("%s[%s]", field, httpx.Sanitize(key, 64))
 		var w *wireRental
 		if err := dec.Decode(&w); err != nil {
 			return &DecodeError{Request: req, Field: path, Err: errors.New("want an object")}
@@ -216,11 +220,14 @@ func parseRentals(req string, raw json.RawMessage, loc *time.Location) ([]Rental
 		if w == nil {
 			return nil // a null rental carries nothing to report
 		}
-		f := &fields{req: req, path: path, loc: loc}
+		f := &fields{req: req, path: path, loc: loc, note: note}
+		if err := limits.ID(key); err != nil {
+			return &DecodeError{Request: req, Field: path, Err: fmt.Errorf("booking id: %w", err)}
+		}
 		r := Rental{
 			BookingID:     key,
-			Bike:          f.str("bike", w.Bike),
-			Station:       f.str("station", w.Station),
+			Bike:          f.id("bike", w.Bike),
+			Station:       f.id("station", w.Station),
 			State:         BookingState(f.str("state", w.State)),
 			LockState:     LockState(f.str("lock_state", w.LockState)),
 			StartTime:     f.time("start_time", w.StartTime),
@@ -232,7 +239,7 @@ func parseRentals(req string, raw json.RawMessage, loc *time.Location) ([]Rental
 			URIOperator:   f.str("uri_operator", w.URIOperator),
 			GPS:           f.gps("gps", w.GPS),
 			BikeGroup:     f.list("bike_group", w.BikeGroup),
-			Description:   f.str("description", w.Description),
+			Description:   f.text("description", w.Description),
 			UnitPrice:     f.num("unit_price", w.UnitPrice),
 			TotalPrice:    f.num("total_price", w.TotalPrice),
 			RealHours:     f.num("real_hours", w.RealHours),
@@ -262,13 +269,14 @@ func parseRentals(req string, raw json.RawMessage, loc *time.Location) ([]Rental
 	return out, nil
 }
 
-// parseBikes decodes bikes_all's bikes, sorted by bike id.
-func parseBikes(req string, raw json.RawMessage, loc *time.Location) ([]Bike, error) {
+// parseBikes decodes bikes_all's bikes, sorted by bike id, with the caps of
+// parseRentals.
+func parseBikes(req string, raw json.RawMessage, loc *time.Location, note func(field string)) ([]Bike, error) {
 	const field = "bikes"
 	byID := map[string]int{}
 	var out []Bike
 	err := eachMember(req, field, raw, func(key string, dec *json.Decoder) error {
-		path := fmt.Sprintf("%s[%s]", field, clip(key))
+		path := fmt.Sprintf("%s[%s]", field, httpx.Sanitize(key, 64))
 		var w *wireBike
 		if err := dec.Decode(&w); err != nil {
 			return &DecodeError{Request: req, Field: path, Err: errors.New("want an object")}
@@ -276,10 +284,10 @@ func parseBikes(req string, raw json.RawMessage, loc *time.Location) ([]Bike, er
 		if w == nil {
 			return nil
 		}
-		f := &fields{req: req, path: path, loc: loc}
+		f := &fields{req: req, path: path, loc: loc, note: note}
 		b := Bike{
-			Bike:         f.str("bike", w.Bike),
-			Station:      f.str("station", w.Station),
+			Bike:         f.id("bike", w.Bike),
+			Station:      f.id("station", w.Station),
 			State:        BookingState(f.str("state", w.State)),
 			LockState:    LockState(f.str("lock_state", w.LockState)),
 			ServiceState: ServiceState(f.str("service_state", w.ServiceState)),
@@ -287,12 +295,15 @@ func parseBikes(req string, raw json.RawMessage, loc *time.Location) ([]Bike, er
 			GPS:          f.gps("gps", w.GPS),
 			BikeGroup:    f.list("bike_group", w.BikeGroup),
 			URIOperator:  f.str("uri_operator", w.URIOperator),
-			Description:  f.str("description", w.Description),
+			Description:  f.text("description", w.Description),
 		}
 		if f.err != nil {
 			return f.err
 		}
 		if b.Bike == "" {
+			if err := limits.ID(key); err != nil {
+				return &DecodeError{Request: req, Field: path, Err: fmt.Errorf("bike id: %w", err)}
+			}
 			b.Bike = key
 		}
 		if i, dup := byID[b.Bike]; dup {
@@ -353,6 +364,7 @@ type fields struct {
 	req  string
 	path string
 	loc  *time.Location
+	note func(field string) // told of every shortened value; may be nil
 	err  *DecodeError
 }
 
@@ -362,10 +374,42 @@ func (f *fields) fail(name string, err error) {
 	}
 }
 
+// str reads a display string, shortened to limits.MaxNameBytes.
 func (f *fields) str(name string, raw json.RawMessage) string {
+	return f.capped(name, raw, limits.MaxNameBytes)
+}
+
+// text reads free text, shortened to limits.MaxTextBytes.
+func (f *fields) text(name string, raw json.RawMessage) string {
+	return f.capped(name, raw, limits.MaxTextBytes)
+}
+
+func (f *fields) capped(name string, raw json.RawMessage, max int) string {
 	s, err := scalar(raw)
 	if err != nil {
 		f.fail(name, err)
+		return ""
+	}
+	out, cut := limits.Text(s, max)
+	if cut && f.note != nil {
+		f.note(name)
+	}
+	return out
+}
+
+// id reads an identifier: never shortened; "" (absent) is allowed, anything
+// else must pass limits.ID.
+func (f *fields) id(name string, raw json.RawMessage) string {
+	s, err := scalar(raw)
+	if err != nil {
+		f.fail(name, err)
+		return ""
+	}
+	if s != "" {
+		if err := limits.ID(s); err != nil {
+			f.fail(name, err)
+			return ""
+		}
 	}
 	return s
 }
@@ -410,6 +454,10 @@ func (f *fields) list(name string, raw json.RawMessage) []string {
 		if s == "" {
 			return nil
 		}
+		s, cut := limits.Name(s)
+		if cut && f.note != nil {
+			f.note(name)
+		}
 		return []string{s}
 	}
 	var items []json.RawMessage
@@ -419,12 +467,22 @@ func (f *fields) list(name string, raw json.RawMessage) []string {
 	}
 	var out []string
 	for i, it := range items {
+		if len(out) == maxListItems {
+			if f.note != nil {
+				f.note(name)
+			}
+			break
+		}
 		s, err := scalar(it)
 		if err != nil {
 			f.fail(fmt.Sprintf("%s[%d]", name, i), err)
 			return nil
 		}
 		if s != "" {
+			s, cut := limits.Name(s)
+			if cut && f.note != nil {
+				f.note(name)
+			}
 			out = append(out, s)
 		}
 	}
@@ -456,7 +514,7 @@ func (f *fields) gps(name string, raw json.RawMessage) *GPS {
 		f.fail(name, err)
 		return nil
 	}
-	sub := &fields{req: f.req, path: f.path + "." + name, loc: f.loc}
+	sub := &fields{req: f.req, path: f.path + "." + name, loc: f.loc, note: f.note}
 	latS, lonS := sub.str("latitude", w.Latitude), sub.str("longitude", w.Longitude)
 	if sub.err == nil && strings.TrimSpace(latS) == "" && strings.TrimSpace(lonS) == "" {
 		return nil // no position known
@@ -486,7 +544,7 @@ func (f *fields) tariff(name string, raw json.RawMessage) *Tariff {
 		f.fail(name, err)
 		return nil
 	}
-	sub := &fields{req: f.req, path: f.path + "." + name, loc: f.loc}
+	sub := &fields{req: f.req, path: f.path + "." + name, loc: f.loc, note: f.note}
 	t := &Tariff{
 		Name:         sub.str("name", w.Name),
 		Number:       sub.str("number", w.Number),
@@ -505,6 +563,9 @@ func (f *fields) tariff(name string, raw json.RawMessage) *Tariff {
 	}
 	return t
 }
+
+// maxListItems bounds a list of display strings (bike_group).
+const maxListItems = 64
 
 // absent reports a missing member or JSON null.
 func absent(raw json.RawMessage) bool {

@@ -3,6 +3,9 @@ package copri
 import (
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/fleetd/fleetd/internal/clients/limits"
 )
 
 func seedCorpus(f *testing.F) {
@@ -41,6 +44,14 @@ func FuzzDecodeRentals(f *testing.F) {
 			if r.GPS != nil && (r.GPS.Latitude < -90 || r.GPS.Latitude > 90) {
 				t.Fatalf("latitude %v accepted", r.GPS.Latitude)
 			}
+			if err := limits.ID(r.BookingID); err != nil {
+				t.Fatalf("booking id accepted: %v", err)
+			}
+			for _, s := range []string{r.Bike, r.Station, r.System, string(r.State), r.Description} {
+				if len(s) > limits.MaxTextBytes || !utf8.ValidString(s) {
+					t.Fatalf("string of %d bytes (valid UTF-8: %v) accepted", len(s), utf8.ValidString(s))
+				}
+			}
 		}
 	})
 }
@@ -66,6 +77,12 @@ func FuzzDecodeBikes(f *testing.F) {
 				t.Fatalf("duplicate bike %q", b.Bike)
 			}
 			seen[b.Bike] = true
+			if err := limits.ID(b.Bike); err != nil {
+				t.Fatalf("bike id accepted: %v", err)
+			}
+			if len(b.Description) > limits.MaxTextBytes || len(b.Station) > limits.MaxIDBytes {
+				t.Fatalf("uncapped strings accepted: %d, %d bytes", len(b.Description), len(b.Station))
+			}
 		}
 	})
 }

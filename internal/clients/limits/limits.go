@@ -7,6 +7,7 @@ package limits
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -27,8 +28,13 @@ const Marker = "…"
 var ErrEmptyID = errors.New("empty id")
 
 // ID checks an identifier as the vendor sent it: non-empty, at most
-// MaxIDBytes, valid UTF-8. It never rewrites the value: a rewritten id would
-// name another device.
+// MaxIDBytes, valid UTF-8, and free of U+FFFD. It never rewrites the value:
+// a rewritten id would name another device.
+//
+// U+FFFD is refused because encoding/json turns invalid UTF-8 (and escaped
+// lone surrogates) into it while decoding: an id that arrives with it is
+// almost surely not the id the vendor holds, and using it would address
+// another device or none.
 func ID(s string) error {
 	switch {
 	case s == "":
@@ -37,6 +43,8 @@ func ID(s string) error {
 		return fmt.Errorf("id of %d bytes exceeds the %d-byte limit", len(s), MaxIDBytes)
 	case !utf8.ValidString(s):
 		return errors.New("id is not valid UTF-8")
+	case strings.ContainsRune(s, utf8.RuneError):
+		return errors.New("id contains U+FFFD (invalid UTF-8 replaced while decoding)")
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ func TestID(t *testing.T) {
 		{"at cap", strings.Repeat("a", MaxIDBytes), true},
 		{"over cap", strings.Repeat("a", MaxIDBytes+1), false},
 		{"invalid utf-8", "utf8-d1\xff\xfe\xfd", false},
+		{"invalid utf-8 as a JSON decoder leaves it", "utf8-d1\uFFFD\uFFFD\uFFFD", false},
+		{"other non-ASCII", "Fahrradständer-7", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := ID(tc.in); (err == nil) != tc.ok {

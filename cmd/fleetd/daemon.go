@@ -22,6 +22,7 @@ import (
 	"github.com/fleetd/fleetd/internal/exporter"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 	"github.com/fleetd/fleetd/internal/web"
 	"github.com/fleetd/fleetd/internal/web/status"
@@ -44,7 +45,7 @@ type daemon struct {
 	server  *web.Server
 	// engine, ledger and cmd are nil when remediation is off at start.
 	engine *remediate.Engine
-	ledger *remediate.Ledger
+	ledger store.Store
 	cmd    *commander
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal

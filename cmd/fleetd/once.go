@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/policy"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -51,7 +51,7 @@ func (c *onceCmd) run() int {
 	defer stop()
 	walkErr := errors.Join(sc.WalkDevices(ctx), sc.WalkRentals(ctx))
 	snap := sc.Snapshot()
-	pages := report(c.stdout, snap, cfg.Remediation.Exclude, c.now())
+	pages := report(c.stdout, snap, policy.Compile(cfg.Remediation), c.now())
 	switch {
 	case walkErr != nil:
 		fmt.Fprintf(c.stderr, "fleetd: walk failed: %v\n", walkErr)
@@ -63,33 +63,30 @@ func (c *onceCmd) run() int {
 }
 
 // pageReason says why a fault needs a human now, or "" when it does not:
-// dead devices, and recoverable faults that remediation cannot or may not touch.
-func pageReason(snap *scrape.Snapshot, f health.Fault, ex config.Exclude) string {
+// dead devices, and recoverable faults that remediation cannot or may not
+// touch — as the remediation gate table says, not by a copy of its checks.
+func pageReason(snap *scrape.Snapshot, f health.Fault, rules *policy.Rules, now time.Time) string {
 	switch {
 	case f.Kind == health.Dead:
 		return "dead"
 	case !f.Recoverable:
 		return ""
 	}
-	d, ok := snap.Device(f.LocationID, f.DeviceID)
+	d, _ := snap.Device(f.LocationID, f.DeviceID)
+	x := policy.Explain(rules, &f, d, now)
 	switch {
-	case !ok:
+	case x.Refuses(policy.ReasonNotActive):
 		return ""
-	case !health.CanSync(d):
+	case x.Refuses(policy.ReasonUnsupported):
 		return "sync-device unavailable"
-	case slices.Contains(ex.Locations, f.LocationID), slices.Contains(ex.DeviceTypes, string(d.Type)):
+	case x.Refuses(policy.ReasonExcluded):
 		return "excluded from remediation"
-	}
-	for _, t := range d.Tags {
-		if slices.Contains(ex.Tags, t) {
-			return "excluded from remediation"
-		}
 	}
 	return ""
 }
 
 // report prints the walk's result and returns the number of page-worthy findings.
-func report(w io.Writer, snap *scrape.Snapshot, ex config.Exclude, now time.Time) int {
+func report(w io.Writer, snap *scrape.Snapshot, rules *policy.Rules, now time.Time) int {
 	pages := 0
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
@@ -123,7 +120,7 @@ func report(w io.Writer, snap *scrape.Snapshot, ex config.Exclude, now time.Time
 	if len(snap.Faults) > 0 {
 		fmt.Fprintln(tw, "LOCATION\tDEVICE\tALIAS\tTYPE\tFAULT\tFOR\tRECOVERABLE\tPAGE\tDETAIL")
 		for _, f := range snap.Faults {
-			why := pageReason(snap, f, ex)
+			why := pageReason(snap, f, rules, now)
 			if why != "" {
 				pages++
 			}

@@ -90,9 +90,9 @@ func (e *Engine) Status() Status {
 		s.PausedReason, s.PausedSince = e.pause.Reason, &since
 	}
 	stormStatus := func(scope string, st *storm) StormStatus {
-		ss := StormStatus{Scope: scope, Since: st.since}
-		if !st.belowSince.IsZero() {
-			b := st.belowSince
+		ss := StormStatus{Scope: scope, Since: st.Since}
+		if !st.BelowSince.IsZero() {
+			b := st.BelowSince
 			ss.BelowSince = &b
 		}
 		return ss

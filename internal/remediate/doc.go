@@ -10,13 +10,10 @@
 // has passed; and every attempt is written (fsynced) to a durable ledger
 // before its POST leaves, so a crash or restart can never cause a re-send.
 //
-// Gates, in order (first refusal wins; each counted in
-// fleetd_remediation_skipped_total{reason}): disabled / trigger / paused,
-// blackout, excluded, not_active / not_recoverable / unsupported, too_young,
-// storm, in_flight, cooldown, exhausted, max_in_flight, stopped, throttled
-// (backing off after the vendor throttled a POST, which is no attempt),
-// rate_limited, and finally dry_run, which logs what would be sent and
-// touches neither the ledger nor the rate limiter.
+// The gates and their order are the table of package policy
+// (policy.Gates), which also generates docs/remediation-gates.md; the
+// ledger is a store.Store whose Reserve re-checks the shared gates and
+// records the attempt in one transaction.
 //
 // An episode is a (device, fault); it ends only on evidence — the device
 // listed without the fault, or missing from complete lists for

@@ -16,6 +16,8 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/policy"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -34,7 +36,7 @@ type Options struct {
 	Policy    config.Remediation
 	Commander Commander
 	// Ledger is opened by the caller (OpenLedger) and outlives the engine.
-	Ledger *Ledger
+	Ledger store.Store
 	// Registerer receives the fleetd_remediation_* metrics; nil registers
 	// nothing.
 	Registerer prometheus.Registerer
@@ -57,53 +59,43 @@ type Request struct {
 
 // Decision sources.
 const (
-	SourceWalk         = "walk"
-	SourceAlertmanager = "alertmanager"
+	SourceWalk         = policy.SourceWalk
+	SourceAlertmanager = policy.SourceAlertmanager
 )
 
 // Decision outcomes.
 const (
-	OutcomeSent    = "sent"
-	OutcomeSkipped = "skipped"
-	OutcomeDryRun  = "dry_run"
+	OutcomeSent    = policy.OutcomeSent
+	OutcomeSkipped = policy.OutcomeSkipped
+	OutcomeDryRun  = policy.OutcomeDryRun
 )
 
-// Skip reasons: the reason label of fleetd_remediation_skipped_total, in
-// gate order.
+// Skip reasons: the reason label of fleetd_remediation_skipped_total. The
+// gates, their order and their conditions are policy.Gates.
 const (
-	ReasonDisabled       = "disabled"
-	ReasonTrigger        = "trigger"
-	ReasonPaused         = "paused"
-	ReasonBlackout       = "blackout"
-	ReasonExcluded       = "excluded"
-	ReasonNotActive      = "not_active"
-	ReasonNotRecoverable = "not_recoverable"
-	ReasonUnsupported    = "unsupported"
-	ReasonTooYoung       = "too_young"
-	ReasonStorm          = "storm"
-	ReasonInFlight       = "in_flight"
-	ReasonCooldown       = "cooldown"
-	ReasonExhausted      = "exhausted"
-	ReasonMaxInFlight    = "max_in_flight"
-	// ReasonStopped: the engine has shut down and starts no more commands.
-	ReasonStopped = "stopped"
-	// ReasonThrottled: the vendor throttled a POST (no command was created,
-	// no attempt used) and every send is backing off.
-	ReasonThrottled   = "throttled"
-	ReasonRateLimited = "rate_limited"
-	ReasonDryRun      = "dry_run"
-	// ReasonLedgerError: the write-ahead record could not be made durable,
-	// so nothing was sent.
-	ReasonLedgerError = "ledger_error"
+	ReasonDisabled       = policy.ReasonDisabled
+	ReasonTrigger        = policy.ReasonTrigger
+	ReasonPaused         = policy.ReasonPaused
+	ReasonBlackout       = policy.ReasonBlackout
+	ReasonExcluded       = policy.ReasonExcluded
+	ReasonNotActive      = policy.ReasonNotActive
+	ReasonNotRecoverable = policy.ReasonNotRecoverable
+	ReasonUnsupported    = policy.ReasonUnsupported
+	ReasonTooYoung       = policy.ReasonTooYoung
+	ReasonStorm          = policy.ReasonStorm
+	ReasonInFlight       = policy.ReasonInFlight
+	ReasonCooldown       = policy.ReasonCooldown
+	ReasonExhausted      = policy.ReasonExhausted
+	ReasonMaxInFlight    = policy.ReasonMaxInFlight
+	ReasonStopped        = policy.ReasonStopped
+	ReasonThrottled      = policy.ReasonThrottled
+	ReasonRateLimited    = policy.ReasonRateLimited
+	ReasonDryRun         = policy.ReasonDryRun
+	ReasonLedgerError    = policy.ReasonLedgerError
 )
 
 // SkipReasons returns every skip reason, in gate order (a fresh slice).
-func SkipReasons() []string {
-	return []string{ReasonDisabled, ReasonTrigger, ReasonPaused, ReasonBlackout, ReasonExcluded,
-		ReasonNotActive, ReasonNotRecoverable, ReasonUnsupported, ReasonTooYoung, ReasonStorm,
-		ReasonInFlight, ReasonCooldown, ReasonExhausted, ReasonMaxInFlight, ReasonStopped,
-		ReasonThrottled, ReasonRateLimited, ReasonDryRun, ReasonLedgerError}
-}
+func SkipReasons() []string { return policy.SkipReasons() }
 
 // Command results (fleetd_remediation_commands_total) and verification
 // results (fleetd_remediation_verified_total).
@@ -177,36 +169,19 @@ type command struct {
 	odd, oddLogged bool
 }
 
-type storm struct {
-	since      time.Time
-	belowSince time.Time // zero while over the limit
-}
-
-type exclusions struct {
-	locations, types, tags map[string]bool
-}
-
-func newExclusions(x config.Exclude) exclusions {
-	set := func(vs []string) map[string]bool {
-		m := make(map[string]bool, len(vs))
-		for _, v := range vs {
-			m[v] = true
-		}
-		return m
-	}
-	return exclusions{set(x.Locations), set(x.DeviceTypes), set(x.Tags)}
-}
+// storm is one scope's storm state, stepped by policy.Storm.Step.
+type storm = policy.Storm
 
 const ringSize = 100
 
 // fleetScope is the storm scope label of the fleet-wide storm; a location
 // storm's scope is its location id.
-const fleetScope = "fleet"
+const fleetScope = policy.FleetScope
 
 // Engine is the remediation engine. All methods are safe for concurrent use.
 type Engine struct {
 	cmd          Commander
-	ledger       *Ledger
+	ledger       store.Store
 	log          *slog.Logger
 	now          func() time.Time
 	pollInterval time.Duration
@@ -222,7 +197,8 @@ type Engine struct {
 	// with the decisions they record.
 	mu         sync.Mutex
 	policy     config.Remediation
-	excl       exclusions
+	rules      *policy.Rules // compiled from policy
+	gates      policy.Table
 	limiter    *rate.Limiter
 	pause      pauseRecord
 	fleetStorm *storm
@@ -246,6 +222,9 @@ type Engine struct {
 	seq          uint64
 	running      bool
 	stopped      bool
+	// in is the gates' scratch input, reused by every decision so that a
+	// pass allocates nothing.
+	in policy.Input
 }
 
 // New builds an engine and loads its state from the ledger. It performs no
@@ -269,7 +248,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
-	st, err := opts.Ledger.load()
+	st, err := opts.Ledger.Load(context.Background())
 	if err != nil {
 		return nil, err
 	}
@@ -283,9 +262,9 @@ func New(opts Options) (*Engine, error) {
 		ctx:          ctx,
 		cancel:       cancel,
 		policy:       opts.Policy,
-		excl:         newExclusions(opts.Policy.Exclude),
+		rules:        policy.Compile(opts.Policy),
+		gates:        policy.NewTable(),
 		limiter:      rate.NewLimiter(opts.Policy.Rate.Limit(), burst(opts.Policy)),
-		pause:        st.pause,
 		storms:       map[string]*storm{},
 		devices:      map[string]time.Time{},
 		commands:     map[string]*command{},
@@ -294,33 +273,9 @@ func New(opts Options) (*Engine, error) {
 		faulty:       map[string]int{},
 		sigs:         map[sigKey]sig{},
 	}
-	for _, s := range st.storms {
-		if s.Scope == fleetScope {
-			e.fleetStorm = &storm{since: s.Since}
-		} else if id, ok := strings.CutPrefix(s.Scope, stormLocationPrefix); ok {
-			e.storms[id] = &storm{since: s.Since}
-		}
-	}
-	var merge []ledgerOp
-	e.episodes, merge = indexEpisodes(st.episodes)
-	if err := opts.Ledger.apply(merge...); err != nil {
+	if err := e.restore(st); err != nil {
 		cancel()
-		return nil, fmt.Errorf("remediate: merge episodes: %w", err)
-	}
-	for _, d := range st.devices {
-		e.devices[d.DeviceID] = d.LastSend
-	}
-	for _, r := range st.commands {
-		if r.Phase == phaseSending {
-			// fleetd died between the write-ahead record and the POST's
-			// answer: the command may exist. Never re-send; block the device.
-			r.Phase = phaseUnknown
-		}
-		c := &command{rec: r, key: r.key()}
-		e.commands[c.key] = c
-		if r.inFlight() {
-			e.inflight[r.DeviceID] = c
-		}
+		return nil, err
 	}
 	e.m = newMetrics(e)
 	if opts.Registerer != nil {
@@ -329,17 +284,8 @@ func New(opts Options) (*Engine, error) {
 			return nil, err
 		}
 	}
-	if len(e.commands) > 0 || len(e.episodes) > 0 || e.pause.Paused {
-		e.log.Info("remediation state loaded from ledger", "ledger", e.ledger.Path(),
-			"paused", e.pause.Paused, "episodes", len(e.episodes), "commands", len(e.commands),
-			"in_flight", len(e.inflight), "storms", len(e.storms)+btoi(e.fleetStorm != nil))
-	}
 	return e, nil
 }
-
-const stormLocationPrefix = "location:"
-
-func stormKey(locationID string) string { return stormLocationPrefix + locationID }
 
 func checkPolicy(p config.Remediation) error {
 	switch p.Trigger {
@@ -419,17 +365,17 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 	e.snap = snap
 	e.indexLocked(snap)
 
-	var ops []ledgerOp
+	var ops []store.Op
 	ops = e.verifyLocked(ctx, snap, ops)
 	ops = e.expireLocked(ctx, now, ops)
 	ops = e.endEpisodesLocked(ctx, now, snap, ops)
 	ops = e.stormsLocked(ctx, now, snap, ops)
-	if err := e.ledger.apply(ops...); err != nil {
+	if err := e.write(ops...); err != nil {
 		e.log.Error("remediation ledger update failed", "err", err)
 	}
 
 	if e.policy.Trigger != config.TriggerAlertmanager {
-		pc := passCtx{now: now, blackout: e.blackoutAt(now)}
+		pc := e.passLocked(now)
 		var lk locCache
 		for i := range snap.Faults {
 			f := &snap.Faults[i]
@@ -470,7 +416,7 @@ func (e *Engine) Request(ctx context.Context, r Request) Decision {
 			dev = findDevice(l, f.DeviceID)
 		}
 	}
-	pc := passCtx{now: now, blackout: e.blackoutAt(now)}
+	pc := e.passLocked(now)
 	return e.decideLocked(ctx, &pc, f, dev, r.DeviceID, loc, r.Fault, source)
 }
 
@@ -478,17 +424,14 @@ func (e *Engine) Request(ctx context.Context, r Request) Decision {
 type passCtx struct {
 	now      time.Time
 	blackout bool
+	// tokens are the limiter's tokens at now, less those this pass spent.
+	tokens float64
 }
 
-// blackoutAt is evaluated once per pass: Blackout.Active parses its cron
-// spec on every call.
-func (e *Engine) blackoutAt(now time.Time) bool {
-	for _, b := range e.policy.Blackout {
-		if b.Active(now) {
-			return true
-		}
-	}
-	return false
+// passLocked starts a pass. Blackout windows parse their cron spec on
+// every check, so they are evaluated once per pass.
+func (e *Engine) passLocked(now time.Time) passCtx {
+	return passCtx{now: now, blackout: e.rules.BlackoutAt(now), tokens: e.limiter.TokensAt(now)}
 }
 
 // decideLocked runs the gates for one fault and acts on the outcome. f is
@@ -507,146 +450,82 @@ func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault,
 	if ep != nil {
 		d.Attempt = ep.Attempts
 	}
-	reason := e.gateLocked(pc, f, dev, ep, deviceID, locationID, kind, source)
-	switch reason {
-	case "":
+	v := e.gates.Decide(e.inputLocked(pc, f, dev, ep, &d))
+	switch v.Outcome {
+	case OutcomeSent:
+		// Decide saw a token: spend it.
+		if !e.limiter.AllowN(pc.now, 1) {
+			d.Outcome, d.Reason = OutcomeSkipped, ReasonRateLimited
+			e.m.skip(d.Reason)
+			break
+		}
+		pc.tokens--
 		d = e.sendLocked(ctx, pc.now, f, ep, d)
-	case ReasonDryRun:
-		d.Outcome = OutcomeDryRun
-		d.Attempt++
-		d.PowerCycle = e.powerCycle(d.Attempt)
-		e.m.skip(reason)
+	case OutcomeDryRun:
+		// A dry run spends no token: it only asks whether one is there.
+		d.Outcome, d.Attempt, d.PowerCycle = OutcomeDryRun, v.Attempt, v.PowerCycle
+		e.m.skip(ReasonDryRun)
 	default:
-		d.Outcome, d.Reason = OutcomeSkipped, reason
-		e.m.skip(reason)
+		d.Outcome, d.Reason = OutcomeSkipped, v.Reason
+		e.m.skip(v.Reason)
 	}
 	e.auditLocked(ctx, d)
 	return d
 }
 
-// gateLocked returns the first refusal, "" to send.
-func (e *Engine) gateLocked(pc *passCtx, f *health.Fault, dev *bikeep.Device, ep *episodeRecord,
-	deviceID, locationID string, kind health.FaultKind, source string) string {
-	p := &e.policy
-	switch {
-	case !p.Enabled:
-		return ReasonDisabled
-	case source != SourceWalk && p.Trigger == config.TriggerInternal:
-		return ReasonTrigger
-	case e.pause.Paused:
-		return ReasonPaused
-	case pc.blackout:
-		return ReasonBlackout
-	case e.excludedLocked(locationID, dev, f):
-		return ReasonExcluded
-	case !kind.RecoverableKind():
-		return ReasonNotRecoverable
-	case f == nil || dev == nil:
-		return ReasonNotActive
-	case !f.Recoverable:
-		return ReasonNotRecoverable
-	case !health.CanSync(dev):
-		return ReasonUnsupported
-	case pc.now.Sub(f.FirstSeen) < p.MinFaultAge || f.Walks < 2:
-		return ReasonTooYoung
-	case e.fleetStorm != nil || e.storms[locationID] != nil:
-		return ReasonStorm
-	case e.inflight[deviceID] != nil:
-		return ReasonInFlight
+// inputLocked fills the gates' input for the fault of d from the engine's
+// state; the gates themselves are policy.Gates.
+func (e *Engine) inputLocked(pc *passCtx, f *health.Fault, dev *bikeep.Device, ep *episodeRecord, d *Decision) *policy.Input {
+	in := &e.in
+	*in = policy.Input{
+		Rules: e.rules, Now: pc.now, Source: d.Source, Kind: d.Fault, LocationID: d.LocationID,
+		Fault: f, Device: dev, Paused: e.pause.Paused, Blackout: pc.blackout,
+		Storm:   e.fleetStorm != nil || e.storms[d.LocationID] != nil,
+		Stopped: e.stopped, BackoffUntil: e.backoffUntil, Tokens: pc.tokens,
+		Shared: policy.Shared{DeviceInFlight: e.inflight[d.DeviceID] != nil, LastSend: e.devices[d.DeviceID], InFlight: len(e.inflight)},
 	}
-	if last, ok := e.devices[deviceID]; ok && pc.now.Sub(last) < p.Cooldown {
-		return ReasonCooldown
-	}
-	switch {
-	case ep != nil && ep.Attempts >= p.MaxAttempts:
-		return ReasonExhausted
-	case len(e.inflight) >= p.MaxInFlight:
-		return ReasonMaxInFlight
-	case e.stopped:
-		return ReasonStopped
-	case pc.now.Before(e.backoffUntil):
-		return ReasonThrottled
-	case p.DryRun:
-		// A dry run must not spend tokens: it only asks whether one is there.
-		if e.limiter.TokensAt(pc.now) < 1 {
-			return ReasonRateLimited
-		}
-		return ReasonDryRun
-	case !e.limiter.AllowN(pc.now, 1):
-		return ReasonRateLimited
-	}
-	return ""
-}
-
-func (e *Engine) excludedLocked(locationID string, dev *bikeep.Device, f *health.Fault) bool {
-	if e.excl.locations[locationID] {
-		return true
-	}
-	switch {
-	case dev != nil:
-		if e.excl.types[string(dev.Type)] {
-			return true
-		}
-		for _, t := range dev.Tags {
-			if e.excl.tags[t] {
-				return true
-			}
-		}
-	case f != nil:
-		return e.excl.types[string(f.DeviceType)]
-	}
-	return false
-}
-
-func (e *Engine) powerCycle(attempt int) bool {
-	return e.policy.PowerCycleFromAttempt > 0 && attempt >= e.policy.PowerCycleFromAttempt
-}
-
-// sendLocked records the attempt durably, then starts the POST in a
-// goroutine. The token has been spent by the rate gate.
-func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault, ep *episodeRecord, d Decision) Decision {
-	// An episode keeps the first-seen time it started with: it is part of
-	// its ledger key and of its commands' keys.
-	next := episodeRecord{DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault, FirstSeen: f.FirstSeen}
 	if ep != nil {
-		next = *ep
-		next.Alias, next.LocationID, next.AbsentSince = d.Alias, d.LocationID, time.Time{}
+		in.Shared.Attempts = ep.Attempts
 	}
-	prevAttempt := next.LastAttempt
-	next.Attempts++
-	next.LastAttempt = now
-	rec := commandRecord{
-		DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault,
-		FirstSeen: next.FirstSeen, Attempt: next.Attempts, PowerCycle: e.powerCycle(next.Attempts),
-		SentAt: now, Phase: phaseSending, Source: d.Source,
+	return in
+}
+
+// sendLocked records the attempt through the ledger's Reserve, which
+// re-checks the shared gates, then starts the POST in a goroutine. The
+// token has been spent by the rate gate.
+func (e *Engine) sendLocked(ctx context.Context, now time.Time, f *health.Fault, ep *episodeRecord, d Decision) Decision {
+	// The ledger finds the episode by device and fault and keeps the
+	// first-seen time it started with; a new one starts at the fault's.
+	// prevAttempt is kept to give the attempt back if the POST is throttled.
+	var prevAttempt time.Time
+	if ep != nil {
+		prevAttempt = ep.LastAttempt
 	}
-	key := rec.key()
-	if e.commands[key] != nil {
-		// Cannot happen (attempt numbers only grow), but never overwrite
-		// the record of a command that may exist.
-		d.Outcome, d.Reason = OutcomeSkipped, ReasonInFlight
-		e.m.skip(d.Reason)
-		return d
-	}
-	// Write-ahead: the attempt, the cooldown and the in-flight entry are on
-	// disk before anything leaves, so a crash can never cause a re-send.
-	err := e.ledger.apply(
-		putOp(bucketEpisodes, next.key(), &next),
-		putOp(bucketDevices, d.DeviceID, &deviceRecord{DeviceID: d.DeviceID, LastSend: now}),
-		putOp(bucketCommands, key, &rec),
-	)
-	if err != nil {
+	// Write-ahead: the attempt, the cooldown and the in-flight entry are
+	// durable before anything leaves, so a crash can never cause a re-send.
+	res, err := e.ledger.Reserve(ctx, store.Reservation{
+		Episode: episodeRecord{DeviceID: d.DeviceID, Alias: d.Alias, LocationID: d.LocationID, Fault: d.Fault, FirstSeen: f.FirstSeen},
+		Source:  d.Source, Now: now, Limits: e.rules.Limits,
+	})
+	switch {
+	case err != nil:
 		e.log.Error("remediation write-ahead failed; not sending", "device_id", d.DeviceID, "err", err)
 		d.Outcome, d.Reason = OutcomeSkipped, ReasonLedgerError
 		e.m.skip(d.Reason)
 		return d
+	case res.Refused != "":
+		// The ledger knows of an attempt this engine's memory does not.
+		d.Outcome, d.Reason = OutcomeSkipped, res.Refused
+		e.m.skip(d.Reason)
+		return d
 	}
+	next, rec := res.Episode, res.Command
 	e.episodes[faultKey{next.DeviceID, next.Fault}] = &next
 	prevSend := e.devices[d.DeviceID]
 	e.devices[d.DeviceID] = now
 	e.seq++
-	c := &command{rec: rec, key: key, seq: e.seq, prevAttempt: prevAttempt, prevSend: prevSend}
-	e.commands[key] = c
+	c := &command{rec: rec, key: rec.Key(), seq: e.seq, prevAttempt: prevAttempt, prevSend: prevSend}
+	e.commands[c.key] = c
 	e.inflight[d.DeviceID] = c
 	d.Outcome, d.Attempt, d.PowerCycle, d.seq = OutcomeSent, rec.Attempt, rec.PowerCycle, c.seq
 	if !e.goLocked(func() { e.send(c) }) {
@@ -767,7 +646,7 @@ func walkStart(snap *scrape.Snapshot, loc *scrape.LocationStatus) time.Time {
 
 // verifyLocked verifies each finished command once, on the first walk of
 // its location that started after the command ended.
-func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []store.Op) []store.Op {
 	for key, c := range e.commands {
 		if c.rec.Phase != phaseDone {
 			continue
@@ -787,7 +666,7 @@ func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []
 		}
 		e.m.verified.WithLabelValues(string(c.rec.Fault), result).Inc()
 		delete(e.commands, key)
-		ops = append(ops, delOp(bucketCommands, key))
+		ops = append(ops, store.DeleteCommand(key))
 		e.log.LogAttrs(ctx, slog.LevelInfo, "remediation verified", append(commandAttrs(&c.rec), slog.String("verified", result))...)
 	}
 	return ops
@@ -795,7 +674,7 @@ func (e *Engine) verifyLocked(ctx context.Context, snap *scrape.Snapshot, ops []
 
 // expireLocked drops unknown-outcome entries and device last-send times
 // once the cooldown after their send has passed.
-func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []ledgerOp) []ledgerOp {
+func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []store.Op) []store.Op {
 	cd := e.policy.Cooldown
 	for key, c := range e.commands {
 		if c.rec.Phase == phaseUnknown && now.Sub(c.rec.SentAt) >= cd {
@@ -803,14 +682,14 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []ledgerOp
 			if e.inflight[c.rec.DeviceID] == c {
 				delete(e.inflight, c.rec.DeviceID)
 			}
-			ops = append(ops, delOp(bucketCommands, key))
+			ops = append(ops, store.DeleteCommand(key))
 			e.log.LogAttrs(ctx, slog.LevelInfo, "remediation command with unknown outcome released after cooldown", commandAttrs(&c.rec)...)
 		}
 	}
 	for id, last := range e.devices {
 		if now.Sub(last) >= cd && e.inflight[id] == nil {
 			delete(e.devices, id)
-			ops = append(ops, delOp(bucketDevices, id))
+			ops = append(ops, store.DeleteDevice(id))
 		}
 	}
 	return ops
@@ -818,7 +697,7 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []ledgerOp
 
 // stormsLocked measures the faulty ratio per Up location and fleet-wide and
 // steps the storm state machines.
-func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []store.Op) []store.Op {
 	p := e.policy.Storm
 	clear(e.faulty)
 	var prevLoc, prevDev string
@@ -840,7 +719,7 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 		n, bad := len(loc.Devices), e.faulty[loc.ID]
 		fleetDevices += n
 		fleetFaulty += bad
-		over := n >= p.MinDevices && n > 0 && float64(bad)/float64(n) > p.MaxFaultyRatio
+		over := policy.Over(bad, n, p)
 		if e.storms[loc.ID] != nil {
 			seen++
 		}
@@ -855,12 +734,12 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 			}
 		}
 	}
-	over := fleetDevices >= p.MinDevices && fleetDevices > 0 && float64(fleetFaulty)/float64(fleetDevices) > p.MaxFaultyRatio
+	over := policy.Over(fleetFaulty, fleetDevices, p)
 	return e.stepStormLocked(ctx, now, "", over, fleetFaulty, fleetDevices, ops)
 }
 
 // stepStormLocked advances one scope's storm ("" = fleet).
-func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, over bool, bad, n int, ops []ledgerOp) []ledgerOp {
+func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, over bool, bad, n int, ops []store.Op) []store.Op {
 	s, scope := e.fleetStorm, fleetScope
 	if locationID != "" {
 		s, scope = e.storms[locationID], locationID
@@ -871,27 +750,28 @@ func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID 
 		if locationID == "" {
 			return fleetScope
 		}
-		return stormKey(locationID)
+		return store.LocationScope(locationID)
 	}
-	switch {
-	case s == nil && over:
-		s = &storm{since: now}
-		e.setStormLocked(locationID, s)
+	var cur storm
+	if s != nil {
+		cur = *s
+	}
+	next, ev := cur.Step(now, over, e.policy.Storm.Cooldown)
+	switch ev {
+	case policy.StormStarted:
+		started := next // only a new storm is allocated: this runs per location per walk
+		e.setStormLocked(locationID, &started)
 		k := key()
-		ops = append(ops, putOp(bucketStorms, k, &stormRecord{Scope: k, Since: now}))
+		ops = append(ops, store.PutStorm(stormRecord{Scope: k, Since: now}))
 		e.log.LogAttrs(ctx, slog.LevelWarn, "remediation storm started: no new commands in this scope",
 			slog.String("scope", scope), slog.Int("faulty_devices", bad), slog.Int("devices", n),
 			slog.Float64("max_faulty_ratio", e.policy.Storm.MaxFaultyRatio))
-	case s == nil:
-	case over:
-		s.belowSince = time.Time{}
-	case s.belowSince.IsZero():
-		s.belowSince = now
-		if e.policy.Storm.Cooldown <= 0 {
-			ops = e.endStormLocked(ctx, now, s, locationID, scope, key(), ops)
+	case policy.StormEnded:
+		ops = e.endStormLocked(ctx, now, cur, locationID, scope, key(), ops)
+	default:
+		if s != nil {
+			*s = next
 		}
-	case now.Sub(s.belowSince) >= e.policy.Storm.Cooldown:
-		ops = e.endStormLocked(ctx, now, s, locationID, scope, key(), ops)
 	}
 	return ops
 }
@@ -907,11 +787,11 @@ func (e *Engine) setStormLocked(locationID string, s *storm) {
 	}
 }
 
-func (e *Engine) endStormLocked(ctx context.Context, now time.Time, s *storm, locationID, scope, key string, ops []ledgerOp) []ledgerOp {
+func (e *Engine) endStormLocked(ctx context.Context, now time.Time, s storm, locationID, scope, key string, ops []store.Op) []store.Op {
 	e.setStormLocked(locationID, nil)
 	e.log.LogAttrs(ctx, slog.LevelInfo, "remediation storm ended", slog.String("scope", scope),
-		slog.Time("since", s.since), slog.Duration("duration", now.Sub(s.since)))
-	return append(ops, delOp(bucketStorms, key))
+		slog.Time("since", s.Since), slog.Duration("duration", now.Sub(s.Since)))
+	return append(ops, store.DeleteStorm(key))
 }
 
 // Pause stops all new commands until Resume; persisted in the ledger.
@@ -936,7 +816,7 @@ func (e *Engine) setPaused(paused bool, reason string) error {
 		return nil
 	}
 	rec := pauseRecord{Paused: paused, Reason: reason, Since: now}
-	if err := e.ledger.apply(putOp(bucketMeta, string(keyPause), &rec)); err != nil {
+	if err := e.write(store.SetPause(rec)); err != nil {
 		return err
 	}
 	e.pause = rec
@@ -962,7 +842,7 @@ func (e *Engine) SetPolicy(p config.Remediation) error {
 	}
 	e.limiter.SetLimitAt(now, p.Rate.Limit())
 	e.limiter.SetBurstAt(now, burst(p))
-	e.excl = newExclusions(p.Exclude)
+	e.rules = policy.Compile(p)
 	e.policy = p
 	e.log.Info("remediation policy reloaded", "enabled", p.Enabled, "dry_run", p.DryRun, "trigger", p.Trigger)
 	return nil

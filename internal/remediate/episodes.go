@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -67,13 +68,13 @@ func (e *Engine) evidenceLocked(snap *scrape.Snapshot, k faultKey, locationID st
 // endEpisodesLocked ends the episodes the latest walk proves over and keeps
 // each episode's absent-since time (persisted, so that neither a restart nor
 // a glitch restarts the forget_after clock).
-func (e *Engine) endEpisodesLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []ledgerOp) []ledgerOp {
+func (e *Engine) endEpisodesLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []store.Op) []store.Op {
 	for k, ep := range e.episodes {
 		switch e.evidenceLocked(snap, k, ep.LocationID) {
 		case evFaulty:
 			if !ep.AbsentSince.IsZero() {
 				ep.AbsentSince = time.Time{}
-				ops = append(ops, putOp(bucketEpisodes, ep.key(), ep))
+				ops = append(ops, store.PutEpisode(*ep))
 			}
 		case evHealthy:
 			ops = e.endEpisodeLocked(ctx, k, ep, "observed without the fault", ops)
@@ -81,7 +82,7 @@ func (e *Engine) endEpisodesLocked(ctx context.Context, now time.Time, snap *scr
 			switch {
 			case ep.AbsentSince.IsZero():
 				ep.AbsentSince = now
-				ops = append(ops, putOp(bucketEpisodes, ep.key(), ep))
+				ops = append(ops, store.PutEpisode(*ep))
 			case now.Sub(ep.AbsentSince) >= e.forgetAfter():
 				ops = e.endEpisodeLocked(ctx, k, ep, "absent from complete lists for forget_after", ops)
 			}
@@ -90,35 +91,35 @@ func (e *Engine) endEpisodesLocked(ctx context.Context, now time.Time, snap *scr
 	return ops
 }
 
-func (e *Engine) endEpisodeLocked(ctx context.Context, k faultKey, ep *episodeRecord, why string, ops []ledgerOp) []ledgerOp {
+func (e *Engine) endEpisodeLocked(ctx context.Context, k faultKey, ep *episodeRecord, why string, ops []store.Op) []store.Op {
 	delete(e.episodes, k)
 	e.log.LogAttrs(ctx, slog.LevelInfo, "remediation fault episode ended",
 		slog.String("device_id", ep.DeviceID), slog.String("alias", ep.Alias),
 		slog.String("location_id", ep.LocationID), slog.String("fault", string(ep.Fault)),
 		slog.Int("attempts", ep.Attempts), slog.String("why", why))
-	return append(ops, delOp(bucketEpisodes, ep.key()))
+	return append(ops, store.DeleteEpisode(ep.Key()))
 }
 
 // dropUnverifiableLocked gives up verifying a finished command whose device
 // has been missing from complete lists since forget_after after the command
 // ended; until then it waits for the device to be seen.
-func (e *Engine) dropUnverifiableLocked(ctx context.Context, key string, c *command, loc *scrape.LocationStatus, ops []ledgerOp) []ledgerOp {
+func (e *Engine) dropUnverifiableLocked(ctx context.Context, key string, c *command, loc *scrape.LocationStatus, ops []store.Op) []store.Op {
 	if !loc.Complete() || e.now().Sub(c.rec.EndedAt) < e.forgetAfter() {
 		return ops
 	}
 	delete(e.commands, key)
 	e.log.LogAttrs(ctx, slog.LevelInfo, "remediation command not verified: device absent from its location's lists", commandAttrs(&c.rec)...)
-	return append(ops, delOp(bucketCommands, key))
+	return append(ops, store.DeleteCommand(key))
 }
 
 // indexEpisodes keys the ledger's episodes by (device, fault). A ledger
 // written while episodes were also keyed by first-seen time may hold several
 // for one pair; they are one episode, so their attempts add up (never fewer
 // than were sent) under the earliest record, and the ops delete the others.
-func indexEpisodes(recs []episodeRecord) (map[faultKey]*episodeRecord, []ledgerOp) {
+func indexEpisodes(recs []episodeRecord) (map[faultKey]*episodeRecord, []store.Op) {
 	slices.SortStableFunc(recs, func(a, b episodeRecord) int { return a.FirstSeen.Compare(b.FirstSeen) })
 	out := make(map[faultKey]*episodeRecord, len(recs))
-	var ops []ledgerOp
+	var ops []store.Op
 	for i := range recs {
 		r := &recs[i]
 		k := faultKey{r.DeviceID, r.Fault}
@@ -137,7 +138,7 @@ func indexEpisodes(recs []episodeRecord) (map[faultKey]*episodeRecord, []ledgerO
 		case r.AbsentSince.After(base.AbsentSince):
 			base.AbsentSince = r.AbsentSince // the shorter absence: forgotten later
 		}
-		ops = append(ops, delOp(bucketEpisodes, r.key()), putOp(bucketEpisodes, base.key(), base))
+		ops = append(ops, store.DeleteEpisode(r.Key()), store.PutEpisode(*base))
 	}
 	return out, ops
 }

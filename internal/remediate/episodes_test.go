@@ -8,6 +8,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -246,15 +247,15 @@ func TestOldLedgerEpisodes(t *testing.T) {
 		{DeviceID: "L1-d1", LocationID: "L1", Fault: health.Unhealthy, FirstSeen: t0.Add(-2 * time.Hour), Attempts: 2, LastAttempt: t0.Add(-2 * time.Hour)},
 	}
 	for i := range old {
-		mustNil(t, l.apply(putOp(bucketEpisodes, old[i].key(), &old[i])))
+		mustNil(t, l.Apply(context.Background(), store.PutEpisode(old[i])))
 	}
 	mustNil(t, l.Close())
 	clock := newClock()
 	v := startEnv(t, p, clock, newCommander(clock.Now))
-	st, err := v.ledger.load()
+	st, err := v.ledger.Load(context.Background())
 	mustNil(t, err)
-	if len(st.episodes) != 2 {
-		t.Fatalf("ledger holds %d episodes, want 2: %+v", len(st.episodes), st.episodes)
+	if len(st.Episodes) != 2 {
+		t.Fatalf("ledger holds %d episodes, want 2: %+v", len(st.Episodes), st.Episodes)
 	}
 	ep, ok := v.episode("L1-d0", health.HardwareError)
 	if !ok || ep.Attempts != 2 || !ep.FirstSeen.Equal(old[0].FirstSeen) || !ep.LastAttempt.Equal(old[1].LastAttempt) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/limits"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 )
 
 // send POSTs one sync-device, exactly once, and records what came of it.
@@ -59,7 +60,7 @@ func (e *Engine) send(c *command) {
 		if e.inflight[c.rec.DeviceID] == c {
 			delete(e.inflight, c.rec.DeviceID)
 		}
-		if lerr := e.ledger.apply(delOp(bucketCommands, c.key)); lerr != nil {
+		if lerr := e.write(store.DeleteCommand(c.key)); lerr != nil {
 			e.log.Error("remediation ledger update failed", "err", lerr)
 		}
 		e.m.commands.WithLabelValues(string(c.rec.Fault), ResultSendFailed).Inc()
@@ -86,7 +87,7 @@ func (e *Engine) send(c *command) {
 // persistLocked writes a command record; a failure is logged, and the
 // in-memory state (which is at least as cautious) goes on.
 func (e *Engine) persistLocked(c *command) {
-	if err := e.ledger.apply(putOp(bucketCommands, c.key, &c.rec)); err != nil {
+	if err := e.write(store.PutCommand(c.rec)); err != nil {
 		e.log.Error("remediation ledger update failed", "err", err)
 	}
 }

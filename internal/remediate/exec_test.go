@@ -427,9 +427,9 @@ func TestThrottledFirstAttempt(t *testing.T) {
 	f.fault("L1", 0, health.NotResponding, t0.Add(-time.Hour), 5)
 	v.e.Observe(context.Background(), f.snap(t0))
 	v.quiet()
-	st, err := v.ledger.load()
+	st, err := v.ledger.Load(context.Background())
 	mustNil(t, err)
-	if len(st.episodes) != 0 || len(st.devices) != 0 || len(st.commands) != 0 {
+	if len(st.Episodes) != 0 || len(st.Devices) != 0 || len(st.Commands) != 0 {
 		t.Fatalf("ledger after a throttled first POST: %+v", st)
 	}
 	v.restart()

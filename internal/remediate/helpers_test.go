@@ -19,6 +19,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -155,7 +156,7 @@ type env struct {
 	p      config.Remediation
 	logs   *logBuffer
 	e      *Engine
-	ledger *Ledger
+	ledger *store.Bolt
 	clock  *fakeClock
 	cmd    *fakeCommander
 	reg    *prometheus.Registry

@@ -1,156 +1,15 @@
 package remediate
 
 import (
-	"bytes"
 	"context"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"reflect"
-	"strings"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
 )
-
-func TestLedgerRoundTrip(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "l.db")
-	l, err := OpenLedger(path)
-	mustNil(t, err)
-	ep := episodeRecord{DeviceID: "d1", Alias: "A1", LocationID: "L1", Fault: health.Unhealthy, FirstSeen: t0, Attempts: 2, LastAttempt: t0.Add(time.Minute)}
-	cmd := commandRecord{DeviceID: "d1", LocationID: "L1", Fault: health.Unhealthy, FirstSeen: t0, Attempt: 2, PowerCycle: true,
-		SentAt: t0.Add(time.Minute), Phase: phasePolling, CommandID: "c1", TimeoutAt: t0.Add(2 * time.Minute)}
-	want := ledgerState{
-		pause:    pauseRecord{Paused: true, Reason: "x", Since: t0},
-		episodes: []episodeRecord{ep},
-		devices:  []deviceRecord{{DeviceID: "d1", LastSend: t0.Add(time.Minute)}},
-		commands: []commandRecord{cmd},
-		storms:   []stormRecord{{Scope: fleetScope, Since: t0}, {Scope: stormKey("L1"), Since: t0}},
-	}
-	mustNil(t, l.apply(
-		putOp(bucketMeta, string(keyPause), &want.pause),
-		putOp(bucketEpisodes, ep.key(), &ep),
-		putOp(bucketDevices, "d1", &want.devices[0]),
-		putOp(bucketCommands, cmd.key(), &cmd),
-		putOp(bucketStorms, fleetScope, &want.storms[0]),
-		putOp(bucketStorms, stormKey("L1"), &want.storms[1]),
-	))
-	mustNil(t, l.Close())
-	l, err = OpenLedger(path)
-	mustNil(t, err)
-	defer l.Close()
-	got, err := l.load()
-	mustNil(t, err)
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
-	}
-}
-
-func TestLedgerOpenErrors(t *testing.T) {
-	// A real ledger with some records, to damage.
-	good := filepath.Join(t.TempDir(), "good.db")
-	l, err := OpenLedger(good)
-	mustNil(t, err)
-	for i := range 200 {
-		r := deviceRecord{DeviceID: strings.Repeat("d", 50) + string(rune('a'+i%26)) + strings.Repeat("x", i), LastSend: t0}
-		mustNil(t, l.apply(putOp(bucketDevices, r.DeviceID, &r)))
-	}
-	mustNil(t, l.Close())
-	goodBytes, err := os.ReadFile(good)
-	mustNil(t, err)
-
-	rng := rand.New(rand.NewPCG(1, 2))
-	random := make([]byte, 64<<10)
-	for i := range random {
-		random[i] = byte(rng.Uint32())
-	}
-	newer := func(t *testing.T, path string) {
-		db, err := bolt.Open(path, 0o600, nil)
-		mustNil(t, err)
-		mustNil(t, db.Update(func(tx *bolt.Tx) error {
-			for _, b := range allBuckets() {
-				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-					return err
-				}
-			}
-			return tx.Bucket(bucketMeta).Put(keySchema, []byte("99"))
-		}))
-		mustNil(t, db.Close())
-	}
-	badRecord := func(t *testing.T, path string) {
-		mustNil(t, os.WriteFile(path, goodBytes, 0o600))
-		db, err := bolt.Open(path, 0o600, nil)
-		mustNil(t, err)
-		mustNil(t, db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCommands).Put([]byte("k"), []byte("{not json")) }))
-		mustNil(t, db.Close())
-	}
-	tests := []struct {
-		name    string
-		prepare func(t *testing.T, path string)
-		want    string
-	}{
-		{"random bytes", func(t *testing.T, p string) { mustNil(t, os.WriteFile(p, random, 0o600)) }, "corrupt"},
-		{"short garbage", func(t *testing.T, p string) { mustNil(t, os.WriteFile(p, []byte("hello"), 0o600)) }, "ledger"},
-		{"truncated real db", func(t *testing.T, p string) { mustNil(t, os.WriteFile(p, goodBytes[:len(goodBytes)/2], 0o600)) }, "corrupt"},
-		{"truncated to meta pages", func(t *testing.T, p string) { mustNil(t, os.WriteFile(p, goodBytes[:3*4096], 0o600)) }, "corrupt"},
-		{"corrupt pages", func(t *testing.T, p string) {
-			b := bytes.Clone(goodBytes)
-			for i := 4 * 4096; i < len(b); i++ {
-				b[i] = byte(rng.Uint32())
-			}
-			mustNil(t, os.WriteFile(p, b, 0o600))
-		}, "corrupt"},
-		{"newer schema", newer, "newer"},
-		{"undecodable record", badRecord, "corrupt"},
-		{"not a regular file", func(t *testing.T, p string) { mustNil(t, os.Mkdir(p, 0o700)) }, "directory"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "l.db")
-			tc.prepare(t, path)
-			before, _ := os.ReadFile(path)
-			l, err := OpenLedger(path)
-			if err == nil {
-				l.Close()
-				t.Fatal("OpenLedger succeeded")
-			}
-			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %q should name the path and say %q", err, tc.want)
-			}
-			if testing.Verbose() {
-				t.Log(err)
-			}
-			after, _ := os.ReadFile(path)
-			if !bytes.Equal(before, after) {
-				t.Fatal("the file was modified")
-			}
-		})
-	}
-	t.Run("missing directory", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "nope", "l.db")
-		if _, err := OpenLedger(path); err == nil || !strings.Contains(err.Error(), "nope") {
-			t.Fatalf("error %v", err)
-		}
-		if _, err := os.Stat(filepath.Dir(path)); !os.IsNotExist(err) {
-			t.Fatal("directory was created")
-		}
-	})
-	t.Run("locked", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "l.db")
-		l, err := OpenLedger(path)
-		mustNil(t, err)
-		defer l.Close()
-		_, err = OpenLedger(path)
-		if err == nil || !strings.Contains(err.Error(), "locked by another process") {
-			t.Fatalf("second open: %v", err)
-		}
-	})
-}
 
 // TestRestartResumesPolling: an in-flight command survives a restart and is
 // polled to its end; nothing is re-sent.
@@ -201,7 +60,7 @@ func TestRestartMidPOST(t *testing.T) {
 	// Simulate the crash: read the ledger as a fresh process would see it
 	// before the POST returned, by copying the file while the POST blocks.
 	crashed := filepath.Join(t.TempDir(), "crashed.db")
-	mustNil(t, v.ledger.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(crashed, 0o600) }))
+	mustNil(t, v.ledger.CopyTo(crashed))
 	v.stop()
 
 	p.Ledger = crashed

@@ -11,6 +11,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 )
 
 // chaosCommander answers POSTs and polls at random (seeded) and checks,
@@ -193,7 +194,7 @@ type chaosRun struct {
 	faults map[string]*faultState // device → its one fault
 	hidden map[string]int         // device → the step until which it is missing from its lists
 
-	l      *Ledger
+	l      *store.Bolt
 	e      *Engine
 	cancel context.CancelFunc
 	done   chan error

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/remediate/store"
 )
 
 // Fleet-wide backoff after a throttled POST: the vendor throttles the
@@ -85,7 +86,7 @@ func (e *Engine) throttledLocked(c *command, apiErr *bikeep.APIError, retryAfter
 // replaced them meanwhile.
 func (e *Engine) unsendLocked(c *command) error {
 	id, fk := c.rec.DeviceID, faultKey{c.rec.DeviceID, c.rec.Fault}
-	ops := []ledgerOp{delOp(bucketCommands, c.key)}
+	ops := []store.Op{store.DeleteCommand(c.key)}
 	ep := e.episodes[fk]
 	ownEp := ep != nil && ep.Attempts == c.rec.Attempt && ep.FirstSeen.Equal(c.rec.FirstSeen)
 	var prev episodeRecord
@@ -93,21 +94,21 @@ func (e *Engine) unsendLocked(c *command) error {
 		prev = *ep
 		prev.Attempts, prev.LastAttempt = prev.Attempts-1, c.prevAttempt
 		if prev.Attempts == 0 {
-			ops = append(ops, delOp(bucketEpisodes, prev.key()))
+			ops = append(ops, store.DeleteEpisode(prev.Key()))
 		} else {
-			ops = append(ops, putOp(bucketEpisodes, prev.key(), &prev))
+			ops = append(ops, store.PutEpisode(prev))
 		}
 	}
 	last, ok := e.devices[id]
 	ownSend := ok && last.Equal(c.rec.SentAt)
 	if ownSend {
 		if c.prevSend.IsZero() {
-			ops = append(ops, delOp(bucketDevices, id))
+			ops = append(ops, store.DeleteDevice(id))
 		} else {
-			ops = append(ops, putOp(bucketDevices, id, &deviceRecord{DeviceID: id, LastSend: c.prevSend}))
+			ops = append(ops, store.PutDevice(deviceRecord{DeviceID: id, LastSend: c.prevSend}))
 		}
 	}
-	if err := e.ledger.apply(ops...); err != nil {
+	if err := e.write(ops...); err != nil {
 		return err
 	}
 	delete(e.commands, c.key)

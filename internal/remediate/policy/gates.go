@@ -39,6 +39,7 @@ const (
 	ReasonExhausted      = "exhausted"
 	ReasonMaxInFlight    = "max_in_flight"
 	ReasonStopped        = "stopped"
+	ReasonThrottled      = "throttled"
 	ReasonRateLimited    = "rate_limited"
 	ReasonDryRun         = "dry_run"
 	ReasonLedgerError    = "ledger_error"
@@ -89,6 +90,8 @@ type Input struct {
 	// is open. Storm: the fleet or this fault's location is in a storm.
 	// Stopped: the engine has shut down.
 	Paused, Blackout, Storm, Stopped bool
+	// BackoffUntil: the vendor throttled a POST; no send before this.
+	BackoffUntil time.Time
 	// Tokens are the rate limiter's tokens at Now (peeked, not spent).
 	Tokens float64
 	Shared Shared
@@ -145,6 +148,8 @@ func Gates() []Gate {
 			Check: func(in *Input) bool { return in.Shared.InFlight >= in.Rules.Limits.MaxInFlight }},
 		{Reason: ReasonStopped, Doc: "fleetd is shutting down and starts no more commands.",
 			Check: func(in *Input) bool { return in.Stopped }},
+		{Reason: ReasonThrottled, Doc: "the vendor throttled a POST (`429`, or an error code proving no command was created): not an attempt; every send backs off fleet-wide, for the `Retry-After` or exponentially with jitter.",
+			Check: func(in *Input) bool { return in.Now.Before(in.BackoffUntil) }},
 		{Reason: ReasonRateLimited, Doc: "the `remediation.rate` token bucket is empty.",
 			Check: func(in *Input) bool { return in.Tokens < 1 }},
 		{Reason: ReasonDryRun, Doc: "`dry_run` is on: every gate passed, the command is logged, not sent; no token, attempt or cooldown is used.",

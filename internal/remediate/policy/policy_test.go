@@ -86,6 +86,8 @@ func TestGateTable(t *testing.T) {
 		{"in-flight cap reached", func(in *Input) { in.Shared.InFlight = 10 }, ReasonMaxInFlight},
 		{"in-flight cap not reached", func(in *Input) { in.Shared.InFlight = 9 }, ""},
 		{"stopped", func(in *Input) { in.Stopped = true }, ReasonStopped},
+		{"backing off", func(in *Input) { in.BackoffUntil = t0.Add(time.Nanosecond) }, ReasonThrottled},
+		{"backoff over", func(in *Input) { in.BackoffUntil = t0 }, ""},
 		{"bucket empty", func(in *Input) { in.Tokens = 0.999 }, ReasonRateLimited},
 		{"dry run", withRules(func(p *config.Remediation) { p.DryRun = true }), ReasonDryRun},
 		// Order: each pair has both gates refusing; the earlier one wins.
@@ -105,7 +107,8 @@ func TestGateTable(t *testing.T) {
 		{"cooldown before exhausted", func(in *Input) { in.Shared.LastSend, in.Shared.Attempts = t0, 3 }, ReasonCooldown},
 		{"exhausted before in-flight cap", func(in *Input) { in.Shared.Attempts, in.Shared.InFlight = 3, 10 }, ReasonExhausted},
 		{"in-flight cap before stopped", func(in *Input) { in.Shared.InFlight, in.Stopped = 10, true }, ReasonMaxInFlight},
-		{"stopped before rate", func(in *Input) { in.Stopped, in.Tokens = true, 0 }, ReasonStopped},
+		{"stopped before throttled", func(in *Input) { in.Stopped, in.BackoffUntil = true, t0.Add(time.Hour) }, ReasonStopped},
+		{"throttled before rate", func(in *Input) { in.BackoffUntil, in.Tokens = t0.Add(time.Hour), 0 }, ReasonThrottled},
 		{"rate before dry run", func(in *Input) {
 			withRules(func(p *config.Remediation) { p.DryRun = true })(in)
 			in.Tokens = 0
@@ -287,6 +290,56 @@ func TestReferenceDoc(t *testing.T) {
 	for _, r := range SkipReasons() {
 		if !strings.Contains(string(got), "| `"+r+"` |") {
 			t.Errorf("reference lacks a row for %s", r)
+		}
+	}
+}
+
+// TestOperationsTableOrder: the hand-written table of docs/operations.md
+// (which adds what an operator should do) lists every reason once, in
+// gate order.
+func TestOperationsTableOrder(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "| reason | means |"):
+			in = true
+		case in && strings.HasPrefix(line, "| `"):
+			got = append(got, strings.Trim(strings.Fields(line)[1], "`"))
+		case in && !strings.HasPrefix(line, "|"):
+			in = false
+		}
+	}
+	if want := SkipReasons(); !slices.Equal(got, want) {
+		t.Fatalf("docs/operations.md gate table:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestExclusion(t *testing.T) {
+	r := Compile(config.Remediation{Exclude: config.Exclude{Locations: []string{"L9"}, DeviceTypes: []string{"LOCKER"}, Tags: []string{"x", "y"}}})
+	dock := &bikeep.Device{Type: bikeep.TypeBikeDock, Tags: []string{"a", "y"}}
+	tests := []struct {
+		name string
+		loc  string
+		dev  *bikeep.Device
+		f    *health.Fault
+		want string
+	}{
+		{"location first", "L9", &bikeep.Device{Type: bikeep.TypeLocker}, nil, "location"},
+		{"device type", "L1", &bikeep.Device{Type: bikeep.TypeLocker, Tags: []string{"x"}}, nil, "device type"},
+		{"tag", "L1", dock, nil, "tag y"},
+		{"type from the fault without a device", "L1", nil, &health.Fault{DeviceType: bikeep.TypeLocker}, "device type"},
+		{"the device's type wins over the fault's", "L1", &bikeep.Device{Type: bikeep.TypeBikeDock}, &health.Fault{DeviceType: bikeep.TypeLocker}, ""},
+		{"none", "L1", &bikeep.Device{Type: bikeep.TypeBikeDock, Tags: []string{"a"}}, nil, ""},
+	}
+	for _, tc := range tests {
+		got := r.Exclusion(tc.loc, tc.dev, tc.f)
+		if got != tc.want || r.Excluded(tc.loc, tc.dev, tc.f) != (tc.want != "") {
+			t.Errorf("%s: Exclusion = %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

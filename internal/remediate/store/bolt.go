@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"time"
 
@@ -427,9 +429,9 @@ func (b *Bolt) Reserve(ctx context.Context, r Reservation) (Reserved, error) {
 			return err
 		}
 		if out.Refused = policy.CheckShared(r.Limits, shared, r.Now); out.Refused != "" {
-			return nil
+			return errRefused // roll back: a refusal writes nothing
 		}
-		ep.Alias, ep.LocationID = r.Episode.Alias, r.Episode.LocationID
+		ep.Alias, ep.LocationID, ep.AbsentSince = r.Episode.Alias, r.Episode.LocationID, time.Time{}
 		ep.Attempts++
 		ep.LastAttempt = r.Now
 		cmd := Command{DeviceID: ep.DeviceID, Alias: ep.Alias, LocationID: ep.LocationID, Fault: ep.Fault,
@@ -439,28 +441,35 @@ func (b *Bolt) Reserve(ctx context.Context, r Reservation) (Reserved, error) {
 			// Attempt numbers only grow, but never overwrite the record of
 			// a command that may exist.
 			out.Refused = policy.ReasonInFlight
-			return nil
+			return errRefused
 		}
 		out.Episode, out.Command = ep, cmd
 		return applyOps(tx, []Op{PutEpisode(ep), PutDevice(Device{DeviceID: ep.DeviceID, LastSend: r.Now}), PutCommand(cmd)})
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, errRefused):
+		return Reserved{Refused: out.Refused}, nil
+	case err != nil:
 		return Reserved{}, fmt.Errorf("write ledger %s: %w", b.path, err)
 	}
 	return out, nil
 }
 
+// errRefused aborts a Reserve transaction that a shared gate refused.
+var errRefused = errors.New("reservation refused")
+
 // sharedState reads what the shared gates need for one episode, and the
-// episode as the ledger has it (Attempts 0 when it has none).
+// episode as the ledger has it (Attempts 0 when it has none). Records of
+// the pair under other first-seen times — left by a fleetd that keyed
+// episodes by first-seen time — are one episode: their attempts add up
+// under the earliest, and the others are deleted in this transaction.
 func sharedState(tx *bolt.Tx, want Episode) (Episode, policy.Shared, error) {
 	var s policy.Shared
-	ep := Episode{DeviceID: want.DeviceID, Fault: want.Fault, FirstSeen: want.FirstSeen}
-	if v := tx.Bucket(bucketEpisodes).Get([]byte(ep.Key())); v != nil {
-		if err := json.Unmarshal(v, &ep); err != nil {
-			return ep, s, fmt.Errorf("episodes/%q: decode: %w", ep.Key(), err)
-		}
-		s.Attempts = ep.Attempts
+	ep, err := mergedEpisode(tx, want)
+	if err != nil {
+		return ep, s, err
 	}
+	s.Attempts = ep.Attempts
 	if v := tx.Bucket(bucketDevices).Get([]byte(ep.DeviceID)); v != nil {
 		var d Device
 		if err := json.Unmarshal(v, &d); err != nil {
@@ -468,7 +477,7 @@ func sharedState(tx *bolt.Tx, want Episode) (Episode, policy.Shared, error) {
 		}
 		s.LastSend = d.LastSend
 	}
-	err := tx.Bucket(bucketCommands).ForEach(func(k, v []byte) error {
+	err = tx.Bucket(bucketCommands).ForEach(func(k, v []byte) error {
 		var c Command
 		if err := json.Unmarshal(v, &c); err != nil {
 			return fmt.Errorf("commands/%q: decode: %w", k, err)
@@ -480,4 +489,34 @@ func sharedState(tx *bolt.Tx, want Episode) (Episode, policy.Shared, error) {
 		return nil
 	})
 	return ep, s, err
+}
+
+// mergedEpisode finds the episode of (device, fault) by key prefix.
+func mergedEpisode(tx *bolt.Tx, want Episode) (Episode, error) {
+	ep := Episode{DeviceID: want.DeviceID, Fault: want.Fault, FirstSeen: want.FirstSeen}
+	prefix := []byte(episodePrefix(want.DeviceID, want.Fault))
+	var found []Episode
+	c := tx.Bucket(bucketEpisodes).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var r Episode
+		if err := json.Unmarshal(v, &r); err != nil {
+			return ep, fmt.Errorf("episodes/%q: decode: %w", k, err)
+		}
+		found = append(found, r) // keys sort by device, fault, then first-seen digits
+	}
+	if len(found) == 0 {
+		return ep, nil
+	}
+	slices.SortFunc(found, func(a, b Episode) int { return a.FirstSeen.Compare(b.FirstSeen) })
+	ep = found[0]
+	for _, r := range found[1:] {
+		ep.Attempts += r.Attempts
+		if r.LastAttempt.After(ep.LastAttempt) {
+			ep.LastAttempt = r.LastAttempt
+		}
+		if err := tx.Bucket(bucketEpisodes).Delete([]byte(r.Key())); err != nil {
+			return ep, err
+		}
+	}
+	return ep, nil
 }

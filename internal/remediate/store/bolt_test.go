@@ -19,7 +19,7 @@ import (
 
 var t0 = time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)
 
-func mustNil(t *testing.T, err error) {
+func mustNil(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestLedgerRoundTrip(t *testing.T) {
 }
 
 // goodLedger writes a real ledger with some records and returns its bytes.
-func goodLedger(t *testing.T) []byte {
+func goodLedger(t testing.TB) []byte {
 	good := filepath.Join(t.TempDir(), "good.db")
 	l, err := OpenBolt(good)
 	mustNil(t, err)
@@ -71,7 +71,7 @@ func goodLedger(t *testing.T) []byte {
 }
 
 // rawBolt creates a bbolt file at path and runs f in a write transaction.
-func rawBolt(t *testing.T, path string, f func(tx *bolt.Tx) error) {
+func rawBolt(t testing.TB, path string, f func(tx *bolt.Tx) error) {
 	db, err := bolt.Open(path, 0o600, nil)
 	mustNil(t, err)
 	mustNil(t, db.Update(f))

@@ -41,9 +41,10 @@ type Store interface {
 // belongs to and the caller's fencing epoch, and refuse the reservation
 // once the caller no longer holds the slot.
 type Reservation struct {
-	// Episode identifies the fault episode (device, fault, first seen) and
-	// carries the alias and location to record; its Attempts and
-	// LastAttempt are ignored: the ledger's own count is the truth.
+	// Episode names the fault episode by device and fault and carries the
+	// alias and location to record; its FirstSeen is used only when the
+	// ledger has no episode of that pair yet. Its other fields are ignored:
+	// the ledger's own record is the truth.
 	Episode Episode
 	// Source is the requester of the decision (walk, alertmanager).
 	Source string
@@ -57,7 +58,8 @@ type Reserved struct {
 	// attempt was recorded.
 	Refused string
 	// Episode and Command are the records written (zero when refused):
-	// the episode with its attempts counted, the command in PhaseSending.
+	// the episode with its attempts counted (and no longer absent), the
+	// command in PhaseSending with the episode's first-seen time.
 	Episode Episode
 	Command Command
 }
@@ -94,7 +96,12 @@ type Pause struct {
 	Since  time.Time `json:"since"`
 }
 
-// Episode is one fault episode that has used at least one attempt.
+// Episode is one fault episode that has used at least one attempt. An
+// episode is identified by (device, fault) alone: a restart, a list glitch
+// or a reload gives the fault a new first-seen time, and none of them may
+// hand the device a fresh set of attempts. FirstSeen is when the episode
+// started; it stays part of the ledger key, so one (device, fault) pair
+// must have one record.
 type Episode struct {
 	DeviceID    string           `json:"device_id"`
 	Alias       string           `json:"alias,omitempty"`
@@ -103,15 +110,23 @@ type Episode struct {
 	FirstSeen   time.Time        `json:"first_seen"`
 	Attempts    int              `json:"attempts"`
 	LastAttempt time.Time        `json:"last_attempt"`
+	// AbsentSince is when the device was first missing from a complete list
+	// of its location since it was last seen with the fault; zero while seen.
+	AbsentSince time.Time `json:"absent_since,omitzero"`
 }
 
-// Key identifies the episode in the ledger.
+// Key identifies the episode's record in the ledger.
 func (r *Episode) Key() string {
 	return episodeKey(r.DeviceID, r.Fault, r.FirstSeen)
 }
 
 func episodeKey(deviceID string, fault health.FaultKind, firstSeen time.Time) string {
-	return deviceID + "\x00" + string(fault) + "\x00" + strconv.FormatInt(firstSeen.UnixNano(), 10)
+	return episodePrefix(deviceID, fault) + strconv.FormatInt(firstSeen.UnixNano(), 10)
+}
+
+// episodePrefix is the start of the keys of every record of (device, fault).
+func episodePrefix(deviceID string, fault health.FaultKind) string {
+	return deviceID + "\x00" + string(fault) + "\x00"
 }
 
 func (r *Episode) valid(key string) bool {

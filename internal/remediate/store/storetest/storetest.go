@@ -185,6 +185,23 @@ func testReserve(t *testing.T, newLedger func(t *testing.T) Opener) {
 	if got.Refused != "" || got.Episode.Attempts != 2 || got.Command.Attempt != 2 || !got.Command.PowerCycle {
 		t.Fatalf("second Reserve = %+v", got)
 	}
+	// A third, after the fault got a new first-seen time and the device
+	// went missing for a while: the same episode, under its first-seen
+	// time, no longer absent.
+	finish(t, s, got.Command, t0.Add(limits.Cooldown+time.Minute))
+	ep := got.Episode
+	ep.AbsentSince = t0.Add(limits.Cooldown + 2*time.Minute)
+	mustApply(t, s, store.PutEpisode(ep))
+	r = reservation("d1", t0.Add(2*limits.Cooldown))
+	r.Episode.FirstSeen = t0.Add(limits.Cooldown)
+	got = reserve(t, s, r)
+	if got.Refused != "" || got.Episode.Attempts != 3 || !got.Episode.FirstSeen.Equal(wantEp.FirstSeen) ||
+		!got.Command.FirstSeen.Equal(wantEp.FirstSeen) || !got.Episode.AbsentSince.IsZero() {
+		t.Fatalf("third Reserve = %+v", got)
+	}
+	if eps := load(t, s).Episodes; len(eps) != 1 || eps[0] != got.Episode {
+		t.Fatalf("episodes in the ledger: %+v, want the one %+v", eps, got.Episode)
+	}
 }
 
 // finish ends a command as the engine does when its poll ends.
@@ -233,11 +250,25 @@ func testRefusals(t *testing.T, newLedger func(t *testing.T) Opener) {
 				FirstSeen: episode("d1").FirstSeen, Attempts: limits.MaxAttempts, LastAttempt: t0}))
 			return reservation("d1", t0.Add(time.Hour))
 		}, policy.ReasonExhausted},
-		{"a new episode has its own attempts", func(t *testing.T, s store.Store) store.Reservation {
+		{"a new first-seen time is the same episode", func(t *testing.T, s store.Store) store.Reservation {
 			mustApply(t, s, store.PutEpisode(store.Episode{DeviceID: "d1", LocationID: "L1", Fault: health.Unhealthy,
 				FirstSeen: episode("d1").FirstSeen, Attempts: limits.MaxAttempts, LastAttempt: t0}))
 			r := reservation("d1", t0.Add(time.Hour))
-			r.Episode.FirstSeen = t0
+			r.Episode.FirstSeen = t0 // the fault was forgotten and seen again
+			return r
+		}, policy.ReasonExhausted},
+		{"episodes under several first-seen times add up", func(t *testing.T, s store.Store) store.Reservation {
+			for i := range limits.MaxAttempts {
+				mustApply(t, s, store.PutEpisode(store.Episode{DeviceID: "d1", LocationID: "L1", Fault: health.Unhealthy,
+					FirstSeen: t0.Add(time.Duration(i) * time.Minute), Attempts: 1, LastAttempt: t0}))
+			}
+			return reservation("d1", t0.Add(time.Hour))
+		}, policy.ReasonExhausted},
+		{"another fault of the device is another episode", func(t *testing.T, s store.Store) store.Reservation {
+			mustApply(t, s, store.PutEpisode(store.Episode{DeviceID: "d1", LocationID: "L1", Fault: health.Unhealthy,
+				FirstSeen: episode("d1").FirstSeen, Attempts: limits.MaxAttempts, LastAttempt: t0}))
+			r := reservation("d1", t0.Add(time.Hour))
+			r.Episode.Fault = health.HardwareError
 			return r
 		}, ""},
 		{"in-flight cap", func(t *testing.T, s store.Store) store.Reservation {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -220,9 +221,9 @@ func (p *Postgres) Reserve(ctx context.Context, r Reservation) (Reserved, error)
 			return err
 		}
 		if out.Refused = policy.CheckShared(r.Limits, shared, r.Now); out.Refused != "" {
-			return nil
+			return errRefused // roll back: a refusal writes nothing
 		}
-		ep.Alias, ep.LocationID = r.Episode.Alias, r.Episode.LocationID
+		ep.Alias, ep.LocationID, ep.AbsentSince = r.Episode.Alias, r.Episode.LocationID, time.Time{}
 		ep.Attempts++
 		ep.LastAttempt = r.Now
 		cmd := Command{DeviceID: ep.DeviceID, Alias: ep.Alias, LocationID: ep.LocationID, Fault: ep.Fault,
@@ -235,12 +236,15 @@ func (p *Postgres) Reserve(ctx context.Context, r Reservation) (Reserved, error)
 		if exists {
 			// Never overwrite the record of a command that may exist.
 			out.Refused = policy.ReasonInFlight
-			return nil
+			return errRefused
 		}
 		out.Episode, out.Command = ep, cmd
 		return p.applyOps(ctx, tx, []Op{PutEpisode(ep), PutDevice(Device{DeviceID: ep.DeviceID, LastSend: r.Now}), PutCommand(cmd)})
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, errRefused):
+		return Reserved{Refused: out.Refused}, nil
+	case err != nil:
 		return Reserved{}, fmt.Errorf("write ledger %s: %w", p.name, err)
 	}
 	return out, nil
@@ -248,26 +252,65 @@ func (p *Postgres) Reserve(ctx context.Context, r Reservation) (Reserved, error)
 
 func (p *Postgres) sharedState(ctx context.Context, tx pgx.Tx, want Episode) (Episode, policy.Shared, error) {
 	var s policy.Shared
-	ep := Episode{DeviceID: want.DeviceID, Fault: want.Fault, FirstSeen: want.FirstSeen}
-	var raw []byte
-	switch err := tx.QueryRow(ctx, `SELECT value FROM remediation_episodes WHERE key = $1`, []byte(ep.Key())).Scan(&raw); {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
+	ep, err := p.mergedEpisode(ctx, tx, want)
+	if err != nil {
 		return ep, s, err
-	default:
-		if err := json.Unmarshal(raw, &ep); err != nil {
-			return ep, s, fmt.Errorf("episode %q: %w", ep.Key(), err)
-		}
-		s.Attempts = ep.Attempts
 	}
+	s.Attempts = ep.Attempts
 	switch err := tx.QueryRow(ctx, `SELECT last_send FROM remediation_devices WHERE device_id = $1`, text(ep.DeviceID)).Scan(&s.LastSend); {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return ep, s, err
 	}
-	err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE device_id = $1) > 0
+	err = tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE device_id = $1) > 0
 		FROM remediation_commands WHERE phase <> $2`, text(ep.DeviceID), PhaseDone).Scan(&s.InFlight, &s.DeviceInFlight)
 	return ep, s, err
+}
+
+// mergedEpisode finds the episode of (device, fault) whatever its first-seen
+// time. Records of the pair under several first-seen times are one episode,
+// as in the bbolt ledger: their attempts add up under the earliest and the
+// others are deleted in this transaction.
+func (p *Postgres) mergedEpisode(ctx context.Context, tx pgx.Tx, want Episode) (Episode, error) {
+	ep := Episode{DeviceID: want.DeviceID, Fault: want.Fault, FirstSeen: want.FirstSeen}
+	// The text columns narrow the search; the exact key prefix decides
+	// (they hold U+FFFD where an id held NUL).
+	rows, err := tx.Query(ctx, `SELECT key, value FROM remediation_episodes WHERE device_id = $1 AND fault = $2 FOR UPDATE`,
+		text(want.DeviceID), text(string(want.Fault)))
+	if err != nil {
+		return ep, err
+	}
+	prefix := episodePrefix(want.DeviceID, want.Fault)
+	var (
+		found    []Episode
+		key, raw []byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&key, &raw}, func() error {
+		if !strings.HasPrefix(string(key), prefix) {
+			return nil
+		}
+		var r Episode
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("episode %q: decode: %w", key, err)
+		}
+		found = append(found, r)
+		return nil
+	})
+	if err != nil || len(found) == 0 {
+		return ep, err
+	}
+	slices.SortFunc(found, func(a, b Episode) int { return a.FirstSeen.Compare(b.FirstSeen) })
+	ep = found[0]
+	for _, r := range found[1:] {
+		ep.Attempts += r.Attempts
+		if r.LastAttempt.After(ep.LastAttempt) {
+			ep.LastAttempt = r.LastAttempt
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM remediation_episodes WHERE key = $1`, []byte(r.Key())); err != nil {
+			return ep, err
+		}
+	}
+	return ep, nil
 }
 
 // Prune deletes history older than retention and returns how many rows went.

@@ -324,7 +324,7 @@ func (d *daemon) applyLocked() error {
 		return err
 	}
 	if cfg.Remediation.Ledger != d.cfg.Remediation.Ledger {
-		return fmt.Errorf("remediation.ledger: changing it from %q to %q needs a restart", d.cfg.Remediation.Ledger, cfg.Remediation.Ledger)
+		return fmt.Errorf("remediation.ledger: changing it from %q to %q needs a restart", d.cfg.Remediation.RedactedLedger(), cfg.Remediation.RedactedLedger())
 	}
 	if cfg.Remediation.Enabled && d.engine == nil {
 		return errors.New("remediation.enabled: switching remediation on needs a restart (fleetd started without it, so its ledger is not open)")

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,12 @@ type Options struct {
 	// location is carried after it was last read (remediation.forget_after).
 	// Zero carries it until a complete list or staleness ends it.
 	ForgetAfter time.Duration
+	// Owns, if set, says which locations this replica walks and reports
+	// (the slots it holds, with several replicas): the ids to walk are
+	// chosen by it once per walk, discovery still lists every location,
+	// and a location no longer owned is forgotten — its new owner reports
+	// it, never two replicas at once.
+	Owns func(locationID string) bool
 	// OnDeviceWalk, if set, is called with the new snapshot after every
 	// completed device walk, in the walk's goroutine.
 	OnDeviceWalk func(ctx context.Context, s *Snapshot)
@@ -255,9 +262,24 @@ func (s *Scraper) WalkDevices(ctx context.Context) error {
 	o := s.options()
 	start := s.now()
 	ids, discovered, discErr := s.discover(ctx, o)
+	var owned map[string]bool
+	if o.Owns != nil {
+		owned = make(map[string]bool, len(ids))
+		ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !o.Owns(id) })
+		s.mu.Lock()
+		for _, id := range ids {
+			owned[id] = true
+			// A configured location taken over from another replica was
+			// forgotten while it was not ours.
+			if s.locations[id] == nil {
+				s.locations[id] = &LocationStatus{ID: id}
+			}
+		}
+		s.mu.Unlock()
+	}
 	results := s.fetchLocations(ctx, o, ids)
 	end := s.now()
-	snap, walkErr := s.applyDeviceWalk(o, start, end, results, discovered, discErr)
+	snap, walkErr := s.applyDeviceWalk(o, start, end, results, discovered, discErr, owned)
 	if o.OnPublish != nil {
 		o.OnPublish(snap)
 	}
@@ -269,7 +291,7 @@ func (s *Scraper) WalkDevices(ctx context.Context) error {
 	return walkErr
 }
 
-func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []locationResult, discovered map[string]bikeep.Location, discErr error) (*Snapshot, error) {
+func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []locationResult, discovered map[string]bikeep.Location, discErr error, owned map[string]bool) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	failed := 0
@@ -316,6 +338,16 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 		}
 		for id, l := range discovered {
 			s.locations[id].Name, s.locations[id].Type = l.Name, l.Type
+		}
+	}
+	if owned != nil {
+		for id := range s.locations {
+			if !owned[id] {
+				// Another replica's: it reports the location.
+				s.tracker.ForgetLocation(id)
+				delete(s.locations, id)
+				delete(s.carriedSeen, id)
+			}
 		}
 	}
 	for id, loc := range s.locations {

@@ -47,6 +47,9 @@ type daemon struct {
 	engine *remediate.Engine
 	ledger store.Store
 	cmd    *commander
+	// repl is the PostgreSQL ledger and slot leases (cluster.go); nil
+	// with a bbolt ledger.
+	repl *replication
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal
 
@@ -205,6 +208,10 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 	if err != nil {
 		return nil, err
 	}
+	if d.repl, err = openReplication(cfg, reg, log); err != nil {
+		return nil, err
+	}
+	d.repl.scrapeOptions(&opts)
 	if d.scraper, err = scrape.New(opts); err != nil {
 		return nil, err
 	}
@@ -214,12 +221,14 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		}
 	}
 	d.metrics = exporter.NewHandler(reg, d.scraper, cfg.Metrics.PerDevice, log)
+	d.metrics.ReportCopri(d.repl.exportsCopri())
 	home, err := status.NewHandler(status.Options{
 		Snapshot:      d.scraper.Snapshot,
 		Remediation:   d.statusRemediation,
 		Version:       version.Version,
 		TelemetryPath: wf.telemetryPath,
 		AdminAPI:      wf.adminAPI && d.engine != nil,
+		Cluster:       d.repl.status,
 		Logger:        log,
 	})
 	if err != nil {
@@ -271,7 +280,7 @@ func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg promethe
 	if err := d.cmd.set(opts); err != nil {
 		return err
 	}
-	ledger, err := remediate.OpenLedger(cfg.Remediation.Ledger)
+	ledger, err := d.repl.openLedger(cfg)
 	if err != nil {
 		return fmt.Errorf("remediation ledger: %w", err)
 	}
@@ -279,6 +288,7 @@ func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg promethe
 		Policy:     cfg.Remediation,
 		Commander:  d.cmd,
 		Ledger:     ledger,
+		Owns:       d.repl.owns(),
 		Registerer: reg,
 		Logger:     d.log.With("component", "remediation"),
 	})
@@ -326,6 +336,9 @@ func (d *daemon) applyLocked() error {
 	if cfg.Remediation.Ledger != d.cfg.Remediation.Ledger {
 		return fmt.Errorf("remediation.ledger: changing it from %q to %q needs a restart", d.cfg.Remediation.RedactedLedger(), cfg.Remediation.RedactedLedger())
 	}
+	if err := checkClusterReload(d.cfg, cfg); err != nil {
+		return err
+	}
 	if cfg.Remediation.Enabled && d.engine == nil {
 		return errors.New("remediation.enabled: switching remediation on needs a restart (fleetd started without it, so its ledger is not open)")
 	}
@@ -334,6 +347,7 @@ func (d *daemon) applyLocked() error {
 	if err != nil {
 		return err
 	}
+	d.repl.scrapeOptions(&opts)
 	if d.cmd != nil {
 		if err := d.cmd.set(opts); err != nil {
 			return err
@@ -391,6 +405,8 @@ func (d *daemon) run(ctx context.Context, onListening func(addrs []string)) erro
 	sched := d.cfg.Schedule
 	d.mu.Unlock()
 	g.Go(func() error { return d.scraper.Run(gctx, sched.Devices, sched.Rentals) })
+	d.repl.start(gctx, g, d.engine)
+	defer d.repl.close()
 	if d.engine != nil {
 		// Resumes polling the commands the ledger holds in flight.
 		g.Go(func() error { return d.engine.Run(gctx) })

@@ -46,6 +46,9 @@ type Options struct {
 	Now func() time.Time
 	// PollInterval is the GetCommand polling period; default 2s.
 	PollInterval time.Duration
+	// Owns, with several replicas, says which locations this one
+	// remediates (the slots it holds); nil means all. See Resync.
+	Owns func(locationID string) bool
 }
 
 // Request is one remediation request from the Alertmanager webhook.
@@ -186,6 +189,7 @@ type Engine struct {
 	now          func() time.Time
 	pollInterval time.Duration
 	m            *metrics
+	owns         func(locationID string) bool
 
 	// ctx bounds every POST and poll; cancelled when Run ends.
 	ctx    context.Context
@@ -272,11 +276,13 @@ func New(opts Options) (*Engine, error) {
 		active:       map[faultKey]*health.Fault{},
 		faulty:       map[string]int{},
 		sigs:         map[sigKey]sig{},
+		owns:         opts.Owns,
 	}
 	if err := e.restore(st); err != nil {
 		cancel()
 		return nil, err
 	}
+	e.dropUnownedLocked()
 	e.m = newMetrics(e)
 	if opts.Registerer != nil {
 		if err := e.m.register(opts.Registerer); err != nil {
@@ -358,6 +364,7 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 	if snap == nil {
 		return
 	}
+	e.refreshPause(ctx)
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -321,3 +321,22 @@ func (p *Postgres) Prune(ctx context.Context, retention time.Duration) (int64, e
 	}
 	return tag.RowsAffected(), nil
 }
+
+// LoadPause reads the pause alone: replicas read it before every pass, so
+// that a pause set through any replica holds for all.
+func (p *Postgres) LoadPause(ctx context.Context) (Pause, error) {
+	var (
+		st  Pause
+		raw []byte
+	)
+	switch err := p.pool.QueryRow(ctx, `SELECT value FROM remediation_pause`).Scan(&raw); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return st, nil
+	case err != nil:
+		return st, fmt.Errorf("read pause from ledger %s: %w", p.name, err)
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, fmt.Errorf("read pause from ledger %s: %w", p.name, err)
+	}
+	return st, nil
+}

@@ -81,8 +81,20 @@ func openReplication(cfg *config.Config, reg prometheus.Registerer, log *slog.Lo
 		fence = rp.member
 	}
 	rp.ledger = store.NewPostgres(pool, pgdb.Redact(r.Ledger), replica, fence)
+	rp.setPolicy(cfg.Remediation)
 	log.Info("remediation ledger in PostgreSQL", "ledger", pgdb.Redact(r.Ledger), "replica_id", replica, "cluster", rp.member != nil)
 	return rp, nil
+}
+
+// setPolicy shares remediation.rate through the database: the bucket holds
+// for the fleet, not for each replica (each engine keeps its own bucket
+// too, so a replica alone never exceeds it either). Its depth is the
+// engine's: one period's worth, at most max_in_flight.
+func (r *replication) setPolicy(p config.Remediation) {
+	if r == nil {
+		return
+	}
+	r.ledger.SetRate(store.Rate{PerSecond: float64(p.Rate.Limit()), Burst: max(1, min(p.Rate.Count, p.MaxInFlight))})
 }
 
 // openLedger returns the ledger of cfg: the shared PostgreSQL one, or the

@@ -360,6 +360,7 @@ func (d *daemon) applyLocked() error {
 		if err := d.engine.SetPolicy(cfg.Remediation); err != nil {
 			return err
 		}
+		d.repl.setPolicy(cfg.Remediation)
 	}
 	// The specs were validated with the config; the rental schedule follows
 	// the operators just configured.

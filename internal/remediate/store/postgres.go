@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,7 +36,22 @@ type Postgres struct {
 	name    string // for messages: the redacted DSN
 	replica string
 	fence   Fencer
+	// rate is the fleet-wide token bucket Reserve draws from; nil draws
+	// nothing.
+	rate atomic.Pointer[Rate]
 }
+
+// Rate is a token bucket: PerSecond tokens a second, at most Burst.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+// SetRate makes every Reserve take a token from the bucket shared by all
+// replicas (remediation.rate for the whole fleet, not per replica); it is
+// refilled on the database clock. A reservation that finds it empty is
+// refused as rate_limited.
+func (p *Postgres) SetRate(r Rate) { p.rate.Store(&r) }
 
 var _ Store = (*Postgres)(nil)
 
@@ -238,6 +254,16 @@ func (p *Postgres) Reserve(ctx context.Context, r Reservation) (Reserved, error)
 			out.Refused = policy.ReasonInFlight
 			return errRefused
 		}
+		if rate := p.rate.Load(); rate != nil {
+			ok, err := takeToken(ctx, tx, *rate)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				out.Refused = policy.ReasonRateLimited
+				return errRefused
+			}
+		}
 		out.Episode, out.Command = ep, cmd
 		return p.applyOps(ctx, tx, []Op{PutEpisode(ep), PutDevice(Device{DeviceID: ep.DeviceID, LastSend: r.Now}), PutCommand(cmd)})
 	})
@@ -265,6 +291,22 @@ func (p *Postgres) sharedState(ctx context.Context, tx pgx.Tx, want Episode) (Ep
 	err = tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE device_id = $1) > 0
 		FROM remediation_commands WHERE phase <> $2`, text(ep.DeviceID), PhaseDone).Scan(&s.InFlight, &s.DeviceInFlight)
 	return ep, s, err
+}
+
+// takeToken refills the shared bucket to now() and takes one token if there
+// is one. Reserve's advisory lock serialises it with every other Reserve.
+func takeToken(ctx context.Context, tx pgx.Tx, r Rate) (bool, error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO remediation_rate (tokens, updated_at) VALUES ($1, now()) ON CONFLICT DO NOTHING`,
+		float64(r.Burst)); err != nil {
+		return false, err
+	}
+	tag, err := tx.Exec(ctx, `UPDATE remediation_rate
+		SET tokens = least($1, tokens + extract(epoch FROM now() - updated_at) * $2) - 1, updated_at = now()
+		WHERE least($1, tokens + extract(epoch FROM now() - updated_at) * $2) >= 1`, float64(r.Burst), r.PerSecond)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // mergedEpisode finds the episode of (device, fault) whatever its first-seen

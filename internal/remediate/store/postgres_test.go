@@ -106,3 +106,57 @@ func TestPostgresReserveIsFencedBySlotLease(t *testing.T) {
 		t.Fatalf("ledger has %d commands, want d1 and d3", len(st.Commands))
 	}
 }
+
+// remediation.rate holds for the fleet: two replicas' ledgers draw from one
+// bucket in the database, refilled on its clock, and an empty bucket
+// refuses as rate_limited without writing anything.
+func TestPostgresSharedRate(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.NewDatabase(t)
+	ctx := context.Background()
+	replica := func(id string) *store.Postgres {
+		pool, err := pgdb.Open(ctx, dsn, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		p := store.NewPostgres(pool, pgdb.Redact(dsn), id, nil)
+		p.SetRate(store.Rate{PerSecond: 2, Burst: 3})
+		return p
+	}
+	a, b := replica("a"), replica("b")
+	limits := policy.Limits{Cooldown: time.Minute, MaxAttempts: 3, MaxInFlight: 100}
+	n := 0
+	reserve := func(s *store.Postgres) string {
+		n++
+		r, err := s.Reserve(ctx, store.Reservation{Episode: store.Episode{DeviceID: "d" + string(rune('a'+n)), LocationID: "L1",
+			Fault: health.Unhealthy, FirstSeen: time.Unix(1700000000, 0).UTC()}, Source: policy.SourceWalk, Now: time.Now().UTC(), Limits: limits})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Refused
+	}
+	// The burst of 3 is shared: a takes two, b one, and the fourth waits.
+	for i, s := range []*store.Postgres{a, a, b} {
+		if got := reserve(s); got != "" {
+			t.Fatalf("reservation %d refused: %s", i+1, got)
+		}
+	}
+	if got := reserve(b); got != policy.ReasonRateLimited {
+		t.Fatalf("fourth reservation within the burst = %q, want rate_limited", got)
+	}
+	st, err := a.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Commands) != 3 {
+		t.Fatalf("%d commands recorded, want 3 (the refused one wrote nothing)", len(st.Commands))
+	}
+	time.Sleep(600 * time.Millisecond) // 2/s refills one token
+	if got := reserve(a); got != "" {
+		t.Fatalf("after a refill: %q", got)
+	}
+	if got := reserve(b); got != policy.ReasonRateLimited {
+		t.Fatalf("right after the refilled token was taken: %q, want rate_limited", got)
+	}
+}

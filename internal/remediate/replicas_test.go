@@ -1,0 +1,118 @@
+package remediate
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/store"
+)
+
+// Two engines on one ledger stand for two replicas. A replica remediates
+// only the locations it owns; when a location moves, its new owner takes
+// over the previous owner's in-flight command from the ledger and polls it
+// to the end without sending another, and the previous owner, which no
+// longer sees the location, neither forgets its episode nor touches it.
+func TestResyncTakesOverAnotherReplicasCommands(t *testing.T) {
+	p := testPolicy(t.TempDir())
+	ledger, err := OpenLedger(p.Ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ledger.Close() })
+	clock := newClock()
+	cmd := newCommander(clock.Now)
+	var mu sync.Mutex
+	owner := map[string]string{"L1": "a", "L2": "a"}
+	move := func(loc, to string) { mu.Lock(); owner[loc] = to; mu.Unlock() }
+	start := func(id string) (*Engine, func()) {
+		t.Helper()
+		e, err := New(Options{Policy: p, Commander: cmd, Ledger: ledger, Now: clock.Now, PollInterval: time.Millisecond,
+			Logger: testLogger(t), Owns: func(loc string) bool { mu.Lock(); defer mu.Unlock(); return owner[loc] == id }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		var once sync.Once
+		stop := func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return e, stop
+	}
+	ctx := context.Background()
+	f := newFleet(map[string]int{"L1": 4, "L2": 4})
+	f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 10)
+	dev := f.dev("L1", 0).ID
+
+	a, crashA := start("a")
+	b, _ := start("b")
+	for _, e := range []*Engine{a, b} {
+		if err := e.Resync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Observe(ctx, f.snap(clock.Now())) // not b's location: nothing
+	if n := len(cmd.Sends()); n != 0 {
+		t.Fatalf("a replica that does not own the location sent %d commands", n)
+	}
+	a.Observe(ctx, f.snap(clock.Now()))
+	waitFor(t, "a's command polling", func() bool { return cmd.Gets("cmd-1") > 0 })
+	crashA() // its command stays in flight in the ledger
+
+	move("L1", "b")
+	if err := b.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := cmd.Gets("cmd-1")
+	waitFor(t, "b polling a's command", func() bool { return cmd.Gets("cmd-1") > before })
+	b.Observe(ctx, f.snap(clock.Add(time.Second))) // fault still there, command in flight
+	cmd.SetState("cmd-1", bikeep.CommandSuccess)
+	waitFor(t, "a's command ended in the ledger", func() bool {
+		st, err := ledger.Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(st.Commands) == 1 && st.Commands[0].Phase == store.PhaseDone
+	})
+	clock.Add(time.Minute)
+	b.Observe(ctx, f.snap(clock.Now())) // within the cooldown of a's send
+	if sends := cmd.Sends(); len(sends) != 1 {
+		t.Fatalf("%d commands sent, want only a's (b must take it over, not resend): %+v", len(sends), sends)
+	}
+	if d := b.lastDecisionFor(dev); d.Reason != ReasonCooldown && d.Reason != ReasonInFlight {
+		t.Errorf("b's decision for %s = %+v, want a cooldown or in-flight skip", dev, d)
+	}
+
+	// a comes back owning only L2: walking it for longer than forget_after
+	// must not forget or rewrite the episode of L1, which it does not see.
+	a2, _ := start("a")
+	if err := a2.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	only := newFleet(map[string]int{"L2": 4})
+	for range 3 {
+		a2.Observe(ctx, only.snap(clock.Add(p.ForgetAfter)))
+	}
+	st, err := ledger.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Episodes) != 1 || st.Episodes[0].DeviceID != dev || !st.Episodes[0].AbsentSince.IsZero() {
+		t.Fatalf("episodes after the former owner walked without L1: %+v", st.Episodes)
+	}
+}
+
+// lastDecisionFor returns the newest recorded decision for a device (zero
+// if none).
+func (e *Engine) lastDecisionFor(deviceID string) Decision {
+	for _, d := range e.Status().Decisions {
+		if d.DeviceID == deviceID {
+			return d
+		}
+	}
+	return Decision{}
+}

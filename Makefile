@@ -9,7 +9,7 @@ LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Branch=$(BRANCH)
 BENCHTIME ?= 5x
 
-.PHONY: all build test test-real real-deps check bench vet fuzz clean
+.PHONY: all build test test-real real-deps check bench vet fuzz clean screenshots
 
 all: build
 
@@ -48,6 +48,11 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# docs/status-page.png and docs/status-page-800.png from a running demo, in
+# headless Chromium (found through PATH).
+screenshots:
+	GO=$(GO) ./scripts/screenshots.sh
 
 # Container image (needs BuildKit). Pass GO_IMAGE / RUNTIME_IMAGE to pin the
 # base images by digest for a release; the Dockerfile says how.

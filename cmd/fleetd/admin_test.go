@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -82,6 +83,32 @@ func TestAdminAPIAndWebhookBehindAuth(t *testing.T) {
 	for _, path := range []string{"/api/v1/remediation", "/api/v1/alerts", "/", "/-/reload"} {
 		if r := call("GET", path, "", false); r.code != http.StatusUnauthorized {
 			t.Errorf("GET %s without credentials: %d", path, r.code)
+		}
+	}
+	// What a hostile page can make a logged-in browser send is refused.
+	form, err := http.NewRequest("POST", base+"/api/v1/remediation/pause", strings.NewReader("reason=pwned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	form.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	form.SetBasicAuth("oncall", "s3cret-pass")
+	crossSite := form.Clone(form.Context())
+	crossSite.Header.Set("Content-Type", "application/json")
+	crossSite.Header.Set("Sec-Fetch-Site", "cross-site")
+	crossSite.Header.Set("Origin", "https://evil.example")
+	crossSite.Body = io.NopCloser(strings.NewReader(`{"reason":"pwned"}`))
+	crossSite.ContentLength = int64(len(`{"reason":"pwned"}`))
+	for _, tc := range []struct {
+		req  *http.Request
+		want int
+	}{{form, http.StatusUnsupportedMediaType}, {crossSite, http.StatusForbidden}} {
+		resp, err := http.DefaultClient.Do(tc.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("pause by %s with Sec-Fetch-Site %q: %d, want %d", tc.req.Header.Get("Content-Type"), tc.req.Header.Get("Sec-Fetch-Site"), resp.StatusCode, tc.want)
 		}
 	}
 	if r := call("POST", "/api/v1/remediation/pause", `{}`, true); r.code != http.StatusBadRequest {

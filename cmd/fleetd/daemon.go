@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,11 @@ type daemon struct {
 	api     *exporter.APIMetrics
 	reloads *exporter.ConfigReload
 	server  *web.Server
+	// status is the page at "/"; it observes every device walk.
+	status *status.Handler
+	// policy is cfg.Remediation for the page, readable without mu: the page
+	// reads it from the walk that a reload may be waiting on.
+	policy atomic.Pointer[config.Remediation]
 	// engine, ledger and cmd are nil when remediation is off at start.
 	engine *remediate.Engine
 	ledger store.Store
@@ -194,6 +200,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		return nil, err
 	}
 	d := &daemon{log: log, load: load, cfg: cfg, api: api, reloads: reloads}
+	d.policy.Store(&cfg.Remediation)
 	// The metrics handler encodes each new snapshot in the walk's goroutine,
 	// so scrapes never pay for it. Walks start only in run, after it is set.
 	opts, err := scraperOptions(cfg, log, scraperDeps{
@@ -202,6 +209,9 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		onDeviceWalk: func(ctx context.Context, s *scrape.Snapshot) {
 			if d.engine != nil {
 				d.engine.Observe(ctx, s)
+			}
+			if d.status != nil {
+				d.status.Observe(s) // after the engine: its decisions on s
 			}
 		},
 	})
@@ -222,7 +232,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 	}
 	d.metrics = exporter.NewHandler(reg, d.scraper, cfg.Metrics.PerDevice, log)
 	d.metrics.ReportCopri(d.repl.exportsCopri())
-	home, err := status.NewHandler(status.Options{
+	d.status, err = status.NewHandler(status.Options{
 		Snapshot:      d.scraper.Snapshot,
 		Remediation:   d.statusRemediation,
 		Version:       version.Version,
@@ -247,7 +257,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		Metrics:    d.metrics,
 		Registerer: reg,
 		Ready:      d.scraper.Ready,
-		Home:       home,
+		Home:       d.status,
 		Routes: func(mux *http.ServeMux) {
 			if webhook != nil {
 				mux.Handle("/api/v1/alerts", webhook)
@@ -256,10 +266,10 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 				return
 			}
 			if load != nil {
-				mux.HandleFunc("/-/reload", d.handleReload)
+				mux.Handle("/-/reload", web.AdminGuard(http.HandlerFunc(d.handleReload)))
 			}
 			if d.engine != nil {
-				api := d.engine.APIHandler()
+				api := web.AdminGuard(d.engine.APIHandler())
 				mux.Handle(remediate.RouteStatus, api)
 				mux.Handle(remediate.RouteStatus+"/", api)
 			}
@@ -304,7 +314,7 @@ func (d *daemon) statusRemediation() *status.Remediation {
 	if d.engine == nil {
 		return nil
 	}
-	return statusRemediation(d.engine, d.scraper.Snapshot())
+	return statusRemediation(d.engine, d.scraper.Snapshot(), *d.policy.Load())
 }
 
 // reload reads the config again and applies it without losing fleet state:
@@ -369,6 +379,7 @@ func (d *daemon) applyLocked() error {
 	}
 	d.metrics.SetPerDevice(cfg.Metrics.PerDevice)
 	d.cfg = cfg
+	d.policy.Store(&cfg.Remediation)
 	return nil
 }
 

@@ -86,9 +86,28 @@ func TestDemoServesTheCatalog(t *testing.T) {
 		t.Fatalf("after 150s the demo's /metrics still lacked: %v", missing)
 	}
 	t.Run("no name drift in alerts and dashboards", func(t *testing.T) { checkNoDrift(t, seen) })
-	if page := fetch(t, url+"/"); !strings.Contains(page, "Faulty devices") {
+	page := fetch(t, url+"/")
+	if !strings.Contains(page, "Faulty devices") {
 		t.Errorf("status page at / missing:\n%s", page)
 	}
+	t.Run("status page names the failing location and keeps every fault kind", func(t *testing.T) {
+		for _, s := range []string{`id="locations"`, "HTTP 500", "1 of 20 locations failing", "12 expected"} {
+			if !strings.Contains(page, s) {
+				t.Errorf("status page lacks %q", s)
+			}
+		}
+		// Cured faults stay on the page for an hour, so every kind the
+		// metrics showed is still there, active or ended.
+		i, j := strings.Index(page, `<section id="faults">`), strings.Index(page, `<section id="rentals">`)
+		if i < 0 || j < i {
+			t.Fatal("no faults and ended sections")
+		}
+		for _, f := range demoFaultLabels {
+			if !strings.Contains(page[i:j], "<code>"+f+"</code>") {
+				t.Errorf("fault kind %s neither active nor ended on the status page", f)
+			}
+		}
+	})
 	if !strings.Contains(out.String(), url+"/metrics") {
 		t.Fatalf("demo did not print its metrics URL:\n%s", out.String())
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/alerts"
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate"
 	"github.com/fleetd/fleetd/internal/scrape"
@@ -51,11 +52,13 @@ func (a alertRemediator) Remediate(ctx context.Context, r alerts.Request) alerts
 }
 
 // statusRemediation renders the engine's state for the status page.
-func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot) *status.Remediation {
+func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot, policy config.Remediation) *status.Remediation {
 	st := e.Status()
 	out := &status.Remediation{
 		Enabled: st.Enabled, DryRun: st.DryRun, Paused: st.Paused, PauseReason: st.PausedReason,
 		Trigger: st.Trigger, InFlight: len(st.InFlight), DeviceState: map[string]string{},
+		MinFaultAge: policy.MinFaultAge, Cooldown: policy.Cooldown,
+		Exclude: status.Exclude{Locations: policy.Exclude.Locations, DeviceTypes: policy.Exclude.DeviceTypes, Tags: policy.Exclude.Tags},
 	}
 	if st.PausedSince != nil {
 		out.PausedSince = *st.PausedSince
@@ -68,7 +71,6 @@ func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot) *status.Remed
 		out.Exhausted = append(out.Exhausted, status.Exhausted{
 			DeviceID: x.DeviceID, Alias: x.Alias, LocationID: x.LocationID, Fault: string(x.Fault), Attempts: x.Attempts,
 		})
-		out.DeviceState[x.DeviceID] = fmt.Sprintf("exhausted (%d attempts)", x.Attempts)
 	}
 	for _, c := range st.InFlight {
 		state := fmt.Sprintf("in flight (attempt %d)", c.Attempt)

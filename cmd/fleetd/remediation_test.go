@@ -205,6 +205,14 @@ func TestCrashWithCommandsInFlightSendsNoDuplicate(t *testing.T) {
 	dir := t.TempDir()
 	_, out, kill := startFleetd(t, simURL, dir, "1s")
 	waitUntil(t, "every command sent", func() bool { return s.Stats().CommandsTotal == int64(len(ids)) })
+	// The simulator counts a POST before fleetd has its answer: killing
+	// fleetd then leaves a command whose id the ledger never learnt, which
+	// is rightly treated as an unknown outcome (blocked until its cooldown,
+	// then sent again). This test is about commands with known ids, so it
+	// waits until the ledger has recorded all three.
+	waitUntil(t, "every command id recorded", func() bool {
+		return strings.Count(out.String(), `"msg":"remediation command sent"`) == len(ids)
+	})
 	kill() // SIGKILL: no shutdown, the ledger holds three commands in flight
 	if strings.Contains(out.String(), "shutting down") {
 		t.Fatal("fleetd shut down gracefully; the test wanted a crash")

@@ -144,7 +144,8 @@ const maxReasonBytes = 1024
 // /api/v1/remediation/pause and /resume, which need a reason: a JSON body
 // {"reason": "..."} or a form field reason. It answers 400 without a
 // reason and 405 for a wrong method. Mount it only where the admin API is
-// enabled: pause and resume change what fleetd does to the fleet.
+// enabled, behind web.AdminGuard (which refuses form posts and cross-origin
+// browser requests): pause and resume change what fleetd does to the fleet.
 func (e *Engine) APIHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+RouteStatus, func(w http.ResponseWriter, _ *http.Request) {

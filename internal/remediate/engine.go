@@ -723,7 +723,9 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 		if !loc.Up {
 			continue // not measured: the storm state stays as it is
 		}
-		n, bad := len(loc.Devices), e.faulty[loc.ID]
+		// Carried devices (a partial list lacked them) still count: their
+		// last known faults are among the faulty.
+		n, bad := len(loc.Devices)+len(loc.Carried), e.faulty[loc.ID]
 		fleetDevices += n
 		fleetFaulty += bad
 		over := policy.Over(bad, n, p)

@@ -37,7 +37,7 @@ const (
 	evUnknown evidence = iota
 	// evFaulty: the fault is active on an Up location.
 	evFaulty
-	// evHealthy: the device is in its location's list without the fault.
+	// evHealthy: the device is in its location's complete list without the fault.
 	evHealthy
 	// evAbsent: the device is missing from a complete list of its location,
 	// or the location itself is gone from a successful walk.
@@ -55,14 +55,14 @@ func (e *Engine) evidenceLocked(snap *scrape.Snapshot, k faultKey, locationID st
 			return evAbsent
 		}
 		return evUnknown
-	case !loc.Up:
+	case !loc.Complete():
+		// Down, or a partial list: DESIGN.md lets only a complete list end
+		// an episode, whether the device shows in it or not.
 		return evUnknown
 	case findDevice(loc, k.DeviceID) != nil:
 		return evHealthy
-	case loc.Complete():
-		return evAbsent
 	}
-	return evUnknown
+	return evAbsent
 }
 
 // endEpisodesLocked ends the episodes the latest walk proves over and keeps

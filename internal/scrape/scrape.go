@@ -306,6 +306,9 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 		}
 		if r.err != nil {
 			failed++
+			if loc.Up || loc.FailingSince.IsZero() {
+				loc.FailingSince = end
+			}
 			loc.Up = false
 			loc.LastError = r.err.Error()
 			loc.Undecodable, loc.DecodeError = 0, ""
@@ -325,6 +328,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 			s.tracker.ObserveLocation(end, r.id, r.devices)
 		}
 		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, end, "", false
+		loc.FailingSince = time.Time{}
 		loc.Devices = r.devices
 	}
 	if discovered != nil {
@@ -338,6 +342,7 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 		}
 		for id, l := range discovered {
 			s.locations[id].Name, s.locations[id].Type = l.Name, l.Type
+			s.locations[id].ExpectedDevices = l.Devices.Total
 		}
 	}
 	if owned != nil {

@@ -79,6 +79,12 @@ type LocationStatus struct {
 	// LastError is why the last walk failed; "" when it returned a list
 	// (a partial list's problem is in DecodeError).
 	LastError string
+	// FailingSince is when the current run of failed walks began; zero
+	// while Up.
+	FailingSince time.Time
+	// ExpectedDevices is the Location API's devices.total from the last
+	// discovery; 0 when unknown (locations configured by id).
+	ExpectedDevices int
 	// Stale is true when the location has not been walked successfully for
 	// health.stale_after: its devices are no longer reported.
 	Stale bool

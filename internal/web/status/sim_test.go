@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -37,12 +38,14 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// simFleet is a simulator-backed snapshot with one injected fault.
+// simFleet is a simulator-backed snapshot with one injected fault and one
+// location that answers 500 on every walk, as in the demo.
 type simFleet struct {
-	snap   *scrape.Snapshot
-	now    time.Time
-	device sim.DeviceInfo
-	fault  health.FaultKind
+	snap    *scrape.Snapshot
+	now     time.Time
+	device  sim.DeviceInfo
+	fault   health.FaultKind
+	failing sim.LocationInfo
 }
 
 // newSimFleet starts the simulator, walks it with the real clients and the
@@ -105,6 +108,9 @@ func newSimFleet(t *testing.T) simFleet {
 			t.Fatalf("device walk: %v", err)
 		}
 	}
+	locs := s.Locations()
+	failing := locs[len(locs)-1]
+	s.SetLocationError(failing.ID, http.StatusInternalServerError)
 	walk(0)
 
 	// The first device of the second location that takes the fault.
@@ -121,7 +127,7 @@ func newSimFleet(t *testing.T) simFleet {
 	// A few other faults, so the page (and its screenshot) shows a mix.
 	for _, k := range []sim.FaultKind{sim.FaultDead, sim.FaultLockMismatch, sim.FaultUnknownState, sim.FaultOverdueRental} {
 		for _, l := range s.Locations() {
-			if l.ID == target.LocationID {
+			if l.ID == target.LocationID || l.ID == failing.ID {
 				continue
 			}
 			done := false
@@ -149,7 +155,7 @@ func newSimFleet(t *testing.T) simFleet {
 	if !found {
 		t.Fatalf("injected fault on %s not in the snapshot: %+v", target.ID, snap.Faults)
 	}
-	return simFleet{snap: snap, now: clk.Now(), device: target, fault: health.HardwareError}
+	return simFleet{snap: snap, now: clk.Now(), device: target, fault: health.HardwareError, failing: failing}
 }
 
 func (f simFleet) handler(t testing.TB) http.Handler {
@@ -179,11 +185,31 @@ func TestSimulatorSnapshot(t *testing.T) {
 	page := rec.Body.String()
 	faults := page[strings.Index(page, `id="faults"`):strings.Index(page, `id="rentals"`)]
 	for _, s := range []string{
-		"<td>" + fleet.device.Alias + "</td>", fleet.device.ID, fleet.device.LocationID,
+		`<td data-label="Alias"><span class="alias" title="` + fleet.device.Alias + `">` + fleet.device.Alias + "</span></td>", fleet.device.ID, fleet.device.LocationID,
 		"<code>hardware_error</code>", "in flight (attempt 1)",
 	} {
 		if !strings.Contains(faults, s) {
 			t.Errorf("faults table lacks %q", s)
+		}
+	}
+	// The failing location is named with its error, since when, and the
+	// devices the Location API says it has; the Bikeep source counts it.
+	locs := page[strings.Index(page, `id="locations"`):strings.Index(page, `id="sources"`)]
+	for _, s := range []string{
+		fleet.failing.Name, fleet.failing.ID, "HTTP 500", `<span class="badge bad">down</span>`,
+		fmt.Sprintf("none walked · %d expected", fleet.failing.Devices), "for 3m",
+	} {
+		if !strings.Contains(locs, s) {
+			t.Errorf("locations with problems lack %q", s)
+		}
+	}
+	walked := 3 * 8
+	for _, s := range []string{
+		`<span class="ok">up</span>, <span class="bad">1 of 4 locations failing</span>`,
+		fmt.Sprintf("%d walked of %d expected", walked, walked+fleet.failing.Devices),
+	} {
+		if !strings.Contains(page, s) {
+			t.Errorf("page lacks %q", s)
 		}
 	}
 	for _, s := range []string{"<code>bikeep</code>", "<code>copri/demo</code>", `<span class="badge ok">ready</span>`} {

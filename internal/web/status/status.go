@@ -44,9 +44,19 @@ type Remediation struct {
 	Exhausted               []Exhausted
 	// Decisions are the recent decisions, newest first.
 	Decisions []Decision
-	// DeviceState maps device_id → short remediation state, e.g.
-	// "in flight (attempt 2)", "cooling down", "exhausted".
+	// DeviceState maps device_id → the state of its command in flight,
+	// e.g. "in flight (attempt 2)".
 	DeviceState map[string]string
+	// MinFaultAge and Cooldown are the policy's, for "too young until" and
+	// "cooldown until"; Exclude is remediation.exclude, to say which rule
+	// excluded a device.
+	MinFaultAge, Cooldown time.Duration
+	Exclude               Exclude
+}
+
+// Exclude is the remediation.exclude section.
+type Exclude struct {
+	Locations, DeviceTypes, Tags []string
 }
 
 // Storm is an active fault storm that stops new commands in its scope.
@@ -96,15 +106,19 @@ type Options struct {
 //go:embed page.html.tmpl
 var templates embed.FS
 
-type handler struct {
+// Handler serves the status page. It remembers, across snapshots, the
+// commands of every active fault and the faults that ended within the last
+// hour (see Observe).
+type Handler struct {
 	opts Options
 	tmpl *template.Template
+	mem  *memory
 }
 
 // NewHandler returns the status page handler. It serves GET and HEAD of "/"
 // only: other paths get 404, other methods 405, so it can be mounted on a
 // catch-all pattern.
-func NewHandler(opts Options) (http.Handler, error) {
+func NewHandler(opts Options) (*Handler, error) {
 	if opts.Snapshot == nil {
 		return nil, errors.New("status: Options.Snapshot is required")
 	}
@@ -121,10 +135,26 @@ func NewHandler(opts Options) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status: parse template: %w", err)
 	}
-	return &handler{opts: opts, tmpl: tmpl}, nil
+	return &Handler{opts: opts, tmpl: tmpl, mem: newMemory()}, nil
 }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Observe records a new snapshot and the engine's decisions about it. Call
+// it after every device walk (after the engine's own pass): a fault cured
+// between two page views is then still shown, with how it ended. The page
+// also observes whatever snapshot it renders, so Observe only adds the walks
+// nobody looked at.
+func (h *Handler) Observe(snap *scrape.Snapshot) {
+	h.mem.sync(snap, h.remediation(), h.opts.Now().UTC())
+}
+
+func (h *Handler) remediation() *Remediation {
+	if h.opts.Remediation == nil {
+		return nil
+	}
+	return h.opts.Remediation()
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
 		http.NotFound(w, r)
 		return
@@ -134,11 +164,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	var rem *Remediation
-	if h.opts.Remediation != nil {
-		rem = h.opts.Remediation()
-	}
-	p := buildPage(h.opts.Snapshot(), rem, h.opts.Now().UTC())
+	rem := h.remediation()
+	now := h.opts.Now().UTC()
+	snap := h.opts.Snapshot()
+	h.mem.sync(snap, rem, now)
+	p := buildPage(snap, rem, h.mem, now)
 	p.Version, p.TelemetryPath, p.AdminAPI = h.opts.Version, h.opts.TelemetryPath, h.opts.AdminAPI
 	if h.opts.Cluster != nil {
 		p.Cluster = h.opts.Cluster()
@@ -177,19 +207,26 @@ type page struct {
 	Ready        bool
 	Taken        time.Time
 
-	Sources []scrape.SourceStatus
+	Sources []sourceRow
 
-	DevicesTotal    int
-	DevicesByHealth []countRow
-	FaultsByKind    []countRow
-	LocationsTotal  int
-	LocationsUp     int
-	LocationsDown   int
-	LocationsStale  int
+	DevicesTotal     int
+	DevicesExpected  int
+	DevicesByHealth  []countRow
+	FaultsByKind     []countRow
+	LocationsTotal   int
+	LocationsUp      int
+	LocationsDown    int
+	LocationsStale   int
+	LocationsPartial int
+
+	// Problems are the failing, stale and partial locations.
+	Problems []locationProblem
 
 	Faults      []faultRow
 	FaultsTotal int
 	FaultsMore  int
+
+	Resolved []resolved
 
 	RentalFaults      []health.RentalFault
 	RentalFaultsTotal int
@@ -199,27 +236,52 @@ type page struct {
 	Cluster     *Cluster
 }
 
+type sourceRow struct {
+	scrape.SourceStatus
+	// PerLocation is set for the Bikeep source: its walk can succeed while
+	// single locations fail.
+	PerLocation               bool
+	Failing, Partial, Located int
+}
+
 type countRow struct {
 	Name  string
 	Count int
+}
+
+// locationProblem is a location whose devices the page cannot show in full.
+type locationProblem struct {
+	scrape.LocationStatus
+	// State is "down", "stale" or "partial".
+	State string
+	// Since is when the problem began, as far as fleetd knows.
+	Since time.Time
+	// Shown is how many of its devices the page still counts.
+	Shown int
 }
 
 type faultRow struct {
 	health.Fault
 	LocationName string
 	State        string
+	// Tone colours the remediation state.
+	Tone     string
+	Commands []command
 	// Rank orders page-worthy faults first (0 most urgent).
 	Rank int
 	// Class is the row's CSS class.
 	Class string
 }
 
-func buildPage(s *scrape.Snapshot, rem *Remediation, now time.Time) *page {
+func buildPage(s *scrape.Snapshot, rem *Remediation, mem *memory, now time.Time) *page {
 	p := &page{Now: now, Remediation: rem}
+	mem.read(func(_ map[faultKey]*tracked, resolved []resolved, _ map[string]time.Time) {
+		p.Resolved = slices.Clone(resolved)
+	})
 	if s == nil {
 		return p
 	}
-	p.HaveSnapshot, p.Taken, p.Sources = true, s.Taken, s.Sources
+	p.HaveSnapshot, p.Taken = true, s.Taken
 	p.Ready = !s.Taken.IsZero()
 	if src, ok := s.Source(scrape.SourceBikeep); ok {
 		p.Ready = src.Walked
@@ -227,22 +289,44 @@ func buildPage(s *scrape.Snapshot, rem *Remediation, now time.Time) *page {
 
 	names := make(map[string]string, len(s.Locations))
 	byHealth := map[string]int{}
+	failing := 0
 	for i := range s.Locations {
 		l := &s.Locations[i]
 		names[l.ID] = l.Name
+		p.DevicesExpected += l.ExpectedDevices
 		switch {
 		case l.Stale:
 			p.LocationsStale++
-		case l.Up:
-			p.LocationsUp++
-		default:
+			failing++
+			p.Problems = append(p.Problems, locationProblem{LocationStatus: *l, State: "stale", Since: cmp.Or(l.FailingSince, l.LastSuccess)})
+		case !l.Up:
 			p.LocationsDown++
+			failing++
+			p.Problems = append(p.Problems, locationProblem{LocationStatus: *l, State: "down", Since: cmp.Or(l.FailingSince, l.LastSuccess), Shown: len(l.Devices)})
+		case l.Undecodable > 0:
+			p.LocationsUp++
+			p.LocationsPartial++
+			// How long it has been partial is not recorded; the page says
+			// which walk saw it.
+			p.Problems = append(p.Problems, locationProblem{LocationStatus: *l, State: "partial", Shown: len(l.Devices)})
+		default:
+			p.LocationsUp++
 		}
 		for j := range l.Devices {
 			byHealth[healthName(&l.Devices[j])]++
 		}
 	}
+	for i := range p.Problems {
+		p.Problems[i].Devices = nil // the template needs counts only
+	}
 	p.LocationsTotal = len(s.Locations)
+	for _, src := range s.Sources {
+		row := sourceRow{SourceStatus: src}
+		if src.Name == scrape.SourceBikeep && src.Walked {
+			row.PerLocation, row.Failing, row.Partial, row.Located = true, failing, p.LocationsPartial, len(s.Locations)
+		}
+		p.Sources = append(p.Sources, row)
+	}
 	for name, n := range byHealth {
 		p.DevicesTotal += n
 		p.DevicesByHealth = append(p.DevicesByHealth, countRow{name, n})
@@ -257,19 +341,28 @@ func buildPage(s *scrape.Snapshot, rem *Remediation, now time.Time) *page {
 		p.FaultsByKind = append(p.FaultsByKind, countRow{string(k), byKind[k]})
 	}
 
-	var states map[string]string
 	exhausted := map[[2]string]bool{}
 	if rem != nil {
-		states = rem.DeviceState
 		for _, e := range rem.Exhausted {
 			exhausted[[2]string{e.DeviceID, e.Fault}] = true
 		}
 	}
 	rows := make([]faultRow, len(s.Faults))
-	for i, f := range s.Faults {
-		rows[i] = faultRow{Fault: f, LocationName: names[f.LocationID], State: states[f.DeviceID]}
-		rows[i].Rank, rows[i].Class = rank(f, exhausted[[2]string{f.DeviceID, string(f.Kind)}] || rows[i].State == "exhausted")
-	}
+	mem.read(func(active map[faultKey]*tracked, _ []resolved, lastSend map[string]time.Time) {
+		for i, f := range s.Faults {
+			var t tracked
+			if a := active[faultKey{f.DeviceID, f.Kind}]; a != nil {
+				t = *a
+			}
+			var dev *bikeep.Device
+			if rem != nil && len(rem.Exclude.Tags) > 0 {
+				dev, _ = s.Device(f.LocationID, f.DeviceID) // only tags need the device
+			}
+			state, tone := remediationState(stateInput{fault: f, device: dev, track: t, rem: rem, lastSend: lastSend[f.DeviceID], now: now})
+			rows[i] = faultRow{Fault: f, LocationName: names[f.LocationID], State: state, Tone: tone, Commands: slices.Clone(t.commands)}
+			rows[i].Rank, rows[i].Class = rank(f, exhausted[[2]string{f.DeviceID, string(f.Kind)}])
+		}
+	})
 	slices.SortFunc(rows, func(a, b faultRow) int {
 		return cmp.Or(
 			cmp.Compare(a.Rank, b.Rank),
@@ -338,7 +431,30 @@ func healthOrder(name string) string {
 	return "4" + name
 }
 
+// devicesWords is the Devices cell of a problem location: what the page
+// still counts of it, and what the Location API says it has.
+func devicesWords(p locationProblem) string {
+	var s string
+	switch p.State {
+	case "partial":
+		s = fmt.Sprintf("%d decoded, %d undecodable", p.Shown, p.Undecodable)
+	case "down":
+		s = "none walked"
+		if p.Shown > 0 {
+			s = fmt.Sprintf("%d shown from last good data", p.Shown)
+		}
+	default:
+		s = "none reported"
+	}
+	if p.ExpectedDevices > 0 {
+		s += fmt.Sprintf(" · %d expected", p.ExpectedDevices)
+	}
+	return s
+}
+
 var funcs = template.FuncMap{
+	"devices": devicesWords,
+	"cmd":     commandWords,
 	"ts": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"

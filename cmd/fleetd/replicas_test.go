@@ -332,6 +332,9 @@ func TestReplicasShareTheFleet(t *testing.T) {
 	all := []int{0, 1, 2}
 	b.balanced(all, 20*time.Second)
 	b.partitioned(all, locations, locations*perLoc)
+	t.Run("alerts and dashboards use only cluster names a replica exposes", func(t *testing.T) {
+		checkClusterNames(t, exposedNames(fetch(t, b.reps[0].base+"/metrics")))
+	})
 	for _, r := range b.reps {
 		if strings.Contains(r.out.String(), b.pg.Password()) {
 			t.Errorf("replica %s logged the database password", r.id)

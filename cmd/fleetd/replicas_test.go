@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/fleetd/fleetd/internal/pgtest"
 	"github.com/fleetd/fleetd/internal/sim"
@@ -149,6 +152,7 @@ type replicaBed struct {
 	sim  *sim.Sim
 	pg   *pgtest.Cluster
 	log  *sendLog
+	dsn  string // with the password, for the test's own queries
 	reps []*replicaProc
 	// cfgs are the replicas' config files, to restart one.
 	cfgs []string
@@ -163,6 +167,7 @@ func newReplicaBed(t *testing.T, n, locations, perLoc int, setup func(*sim.Sim))
 	}
 	b := &replicaBed{t: t, pg: pgtest.Start(t), log: &sendLog{}}
 	dsn := b.pg.NewDatabase(t)
+	b.dsn = dsn
 	dir := t.TempDir()
 	pwfile := filepath.Join(dir, "pgpassword")
 	write(t, pwfile, b.pg.Password()+"\n")
@@ -520,5 +525,61 @@ func TestReplicasSurviveDatabaseLoss(t *testing.T) {
 		if v := scrapeValue(r.base, degradedRe); v != 0 {
 			t.Errorf("replica %s still degraded after the database came back", r.id)
 		}
+	}
+}
+
+// TestMeasureReplicas records the figures of docs/performance.md
+// ("Replicas on PostgreSQL"): per-replica CPU, database transactions per
+// walk and failover time, on three replicas and 200 locations. It asserts
+// nothing about time and runs only with FLEETD_MEASURE=1.
+func TestMeasureReplicas(t *testing.T) {
+	if os.Getenv("FLEETD_MEASURE") != "1" {
+		t.Skip("set FLEETD_MEASURE=1 to measure")
+	}
+	const locations, perLoc = 200, 5
+	b := newReplicaBed(t, 3, locations, perLoc, nil)
+	all := []int{0, 1, 2}
+	b.balanced(all, 20*time.Second)
+	b.partitioned(all, locations, locations*perLoc)
+	cpuRe := regexp.MustCompile(`(?m)^process_cpu_seconds_total (\S+)$`)
+	walksRe := regexp.MustCompile(`(?m)^fleetd_source_walks_total\{source="bikeep"\} (\S+)$`)
+	xacts := func() float64 {
+		conn, err := pgx.Connect(context.Background(), b.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		var n float64
+		if err := conn.QueryRow(context.Background(), `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const window = 30 * time.Second
+	cpu0, walks0 := make([]float64, 3), make([]float64, 3)
+	for _, i := range all {
+		cpu0[i], walks0[i] = scrapeValue(b.reps[i].base, cpuRe), scrapeValue(b.reps[i].base, walksRe)
+	}
+	x0 := xacts()
+	time.Sleep(window)
+	x1 := xacts()
+	walks := 0.0
+	for _, i := range all {
+		cpu := scrapeValue(b.reps[i].base, cpuRe) - cpu0[i]
+		w := scrapeValue(b.reps[i].base, walksRe) - walks0[i]
+		walks += w
+		t.Logf("replica %s: %.3f CPU-s in %s (%.1f %% of a core), %.0f walks", b.reps[i].id, cpu, window, 100*cpu/window.Seconds(), w)
+	}
+	// pg_stat_database counts the measuring connections' own transactions too (2).
+	t.Logf("database: %.0f transactions in %s (%.1f/s), %.1f per replica walk", x1-x0-2, window, (x1-x0-2)/window.Seconds(), (x1-x0-2)/walks)
+	for i := range 3 {
+		b.reps[0].cmd.Process.Signal(syscall.SIGKILL)
+		b.reps[0].cmd.Wait()
+		took := b.balanced([]int{1, 2}, 20*time.Second)
+		start := time.Now()
+		b.partitioned([]int{1, 2}, locations, locations*perLoc)
+		t.Logf("failover %d: slots taken %s after kill -9, every location reported again %s later", i+1, took, time.Since(start))
+		b.reps[0] = b.start(0)
+		b.balanced(all, 20*time.Second)
 	}
 }

@@ -115,6 +115,15 @@ func (r *replication) owns() func(string) bool {
 	return r.member.Walks
 }
 
+// fleet shares the fleet-wide storm ratio through the database; nil
+// without a cluster.
+func (r *replication) fleet() remediate.FleetCounter {
+	if r == nil || r.member == nil {
+		return nil
+	}
+	return r.member
+}
+
 // scrapeOptions limits the walks to the owned locations.
 func (r *replication) scrapeOptions(o *scrape.Options) { o.Owns = r.owns() }
 

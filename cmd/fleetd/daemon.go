@@ -299,6 +299,7 @@ func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg promethe
 		Commander:  d.cmd,
 		Ledger:     ledger,
 		Owns:       d.repl.owns(),
+		Fleet:      d.repl.fleet(),
 		Registerer: reg,
 		Logger:     d.log.With("component", "remediation"),
 	})

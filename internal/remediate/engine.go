@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate/policy"
@@ -49,6 +50,9 @@ type Options struct {
 	// Owns, with several replicas, says which locations this one
 	// remediates (the slots it holds); nil means all. See Resync.
 	Owns func(locationID string) bool
+	// Fleet, with several replicas, shares the fleet-wide storm ratio;
+	// nil measures this engine's snapshot alone.
+	Fleet FleetCounter
 }
 
 // Request is one remediation request from the Alertmanager webhook.
@@ -190,6 +194,8 @@ type Engine struct {
 	pollInterval time.Duration
 	m            *metrics
 	owns         func(locationID string) bool
+	fleet        FleetCounter
+	locCounts    map[string]cluster.Count // scratch for fleet, per location
 
 	// ctx bounds every POST and poll; cancelled when Run ends.
 	ctx    context.Context
@@ -277,6 +283,8 @@ func New(opts Options) (*Engine, error) {
 		faulty:       map[string]int{},
 		sigs:         map[sigKey]sig{},
 		owns:         opts.Owns,
+		fleet:        opts.Fleet,
+		locCounts:    map[string]cluster.Count{},
 	}
 	if err := e.restore(st); err != nil {
 		cancel()
@@ -728,6 +736,9 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 		n, bad := len(loc.Devices)+len(loc.Carried), e.faulty[loc.ID]
 		fleetDevices += n
 		fleetFaulty += bad
+		if e.fleet != nil {
+			e.locCounts[loc.ID] = cluster.Count{Devices: n, Faulty: bad}
+		}
 		over := policy.Over(bad, n, p)
 		if e.storms[loc.ID] != nil {
 			seen++
@@ -742,6 +753,11 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 				ops = e.stepStormLocked(ctx, now, id, false, 0, 0, ops)
 			}
 		}
+	}
+	if e.fleet != nil {
+		c := e.fleetCountsLocked(ctx, cluster.Count{Devices: fleetDevices, Faulty: fleetFaulty})
+		clear(e.locCounts)
+		fleetDevices, fleetFaulty = c.Devices, c.Faulty
 	}
 	over := policy.Over(fleetFaulty, fleetDevices, p)
 	return e.stepStormLocked(ctx, now, "", over, fleetFaulty, fleetDevices, ops)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/remediate/store"
 )
 
@@ -136,4 +137,26 @@ func (e *Engine) refreshPause(ctx context.Context) {
 		e.pause = p
 	}
 	e.mu.Unlock()
+}
+
+// FleetCounter shares the fleet-wide storm ratio among replicas: each
+// publishes the devices and faulty devices of the Up locations it walked
+// and gets back the fleet's totals (package cluster, FleetCounts).
+type FleetCounter interface {
+	FleetCounts(ctx context.Context, perLocation map[string]cluster.Count) (cluster.Count, error)
+}
+
+// fleetCountsLocked returns the fleet's devices and faulty devices for the
+// fleet-wide storm brake: the shared totals with a FleetCounter, else (or
+// when the database cannot be reached) this engine's own.
+func (e *Engine) fleetCountsLocked(ctx context.Context, local cluster.Count) cluster.Count {
+	if e.fleet == nil {
+		return local
+	}
+	total, err := e.fleet.FleetCounts(ctx, e.locCounts)
+	if err != nil {
+		e.log.Warn("fleet-wide fault counts unavailable; the storm brake measures this replica's locations", "err", err)
+		return local
+	}
+	return total
 }

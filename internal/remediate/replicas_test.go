@@ -2,11 +2,14 @@ package remediate
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate/store"
 )
@@ -115,4 +118,66 @@ func (e *Engine) lastDecisionFor(deviceID string) Decision {
 		}
 	}
 	return Decision{}
+}
+
+// fakeFleet answers FleetCounts with fixed totals (or an error) and keeps
+// what it was given.
+type fakeFleet struct {
+	mu    sync.Mutex
+	total cluster.Count
+	err   error
+	got   map[string]cluster.Count
+}
+
+func (f *fakeFleet) FleetCounts(_ context.Context, per map[string]cluster.Count) (cluster.Count, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.got = maps.Clone(per)
+	return f.total, f.err
+}
+
+// With replicas the fleet-wide storm brake measures the whole fleet: this
+// replica publishes its Up locations' counts and brakes on the shared
+// totals, and falls back to its own locations when they are unavailable.
+func TestFleetStormMeasuredAcrossReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fleet     *fakeFleet
+		wantStorm bool
+	}{
+		{"the fleet is in a storm elsewhere", &fakeFleet{total: cluster.Count{Devices: 1000, Faulty: 500}}, true},
+		{"the fleet is calm", &fakeFleet{total: cluster.Count{Devices: 1000, Faulty: 10}}, false},
+		{"shared counts unavailable: own locations", &fakeFleet{err: errors.New("database down")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPolicy(t.TempDir())
+			ledger, err := OpenLedger(p.Ledger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ledger.Close() })
+			clock := newClock()
+			cmd := newCommander(clock.Now)
+			e, err := New(Options{Policy: p, Commander: cmd, Ledger: ledger, Now: clock.Now, PollInterval: time.Millisecond,
+				Logger: testLogger(t), Owns: func(string) bool { return true }, Fleet: tc.fleet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- e.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+			f := newFleet(map[string]int{"L1": 20, "L2": 30})
+			f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 10)
+			f.loc("L2").up = false
+			e.Observe(ctx, f.snap(clock.Now()))
+			d := e.lastDecisionFor("L1-d0")
+			if storm := d.Reason == ReasonStorm; storm != tc.wantStorm {
+				t.Errorf("decision %+v; want storm %v", d, tc.wantStorm)
+			}
+			if want := map[string]cluster.Count{"L1": {Devices: 20, Faulty: 1}}; !maps.Equal(tc.fleet.got, want) {
+				t.Errorf("published %v, want %v (Up locations only)", tc.fleet.got, want)
+			}
+		})
+	}
 }

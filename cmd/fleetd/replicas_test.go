@@ -583,3 +583,37 @@ func TestMeasureReplicas(t *testing.T) {
 		b.balanced(all, 20*time.Second)
 	}
 }
+
+// The database drops every replica's connections (pg_terminate_backend),
+// again and again while commands are being recorded: the pools reconnect,
+// monitoring goes on, and no device gets a duplicate or an extra attempt.
+func TestReplicasSurviveTerminatedConnections(t *testing.T) {
+	setup, ids := stubbornFaults(t, 20)
+	b := newReplicaBed(t, 3, 60, 4, setup)
+	all := []int{0, 1, 2}
+	b.balanced(all, 20*time.Second)
+	waitUntil(t, "commands sent", func() bool { return len(b.log.all()) >= 3 })
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, b.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	killed := 0
+	for range 5 {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		killed += n
+		time.Sleep(time.Second)
+	}
+	if killed == 0 {
+		t.Fatal("no replica connection was terminated; the test tested nothing")
+	}
+	t.Logf("terminated %d connections", killed)
+	b.partitioned(all, 60, 240)
+	b.waitExhausted(*ids, 3, 60*time.Second)
+	b.log.checkNoOverlap(t, 3)
+}

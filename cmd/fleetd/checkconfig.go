@@ -5,8 +5,6 @@ import (
 	"io"
 
 	"github.com/alecthomas/kingpin/v2"
-
-	"github.com/fleetd/fleetd/internal/config"
 )
 
 // checkConfigCmd is `fleetd check-config`: validate and print the effective
@@ -25,9 +23,9 @@ func newCheckConfigCmd(app *kingpin.Application, stdout, stderr io.Writer) *chec
 }
 
 func (c *checkConfigCmd) run() int {
-	cfg, err := config.Load(c.configFile)
-	if err != nil {
-		return exitError(c.stderr, err)
+	cfg, ok := loadConfig(c.stderr, c.configFile)
+	if !ok {
+		return 2
 	}
 	fmt.Fprintf(c.stdout, "# %s: valid\n%s", c.configFile, cfg.String())
 	return 0

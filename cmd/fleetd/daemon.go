@@ -58,6 +58,8 @@ type daemon struct {
 	repl *replication
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal
+	// now is the clock of walks and remediation (see withClock).
+	now func() time.Time
 
 	mu  sync.Mutex // serialises reloads; guards cfg
 	cfg *config.Config
@@ -179,9 +181,38 @@ func newBikeepClient(c config.Bikeep, api *exporter.APIMetrics, log *slog.Logger
 	return cl, nil
 }
 
+// daemonOptions are the optional settings of newDaemon; the zero value is
+// the wall clock and the remediation engine's own poll interval.
+type daemonOptions struct {
+	now          func() time.Time
+	pollInterval time.Duration
+}
+
+// daemonOption sets one of daemonOptions.
+type daemonOption func(*daemonOptions)
+
+// withClock replaces the wall clock of walks (fault ages, staleness), of
+// remediation (min_fault_age, cooldowns, command timeouts) and of the status
+// page (ages, the hour of ended faults). The demo under test runs on a clock
+// faster than real time, so minutes of fleet life fit in seconds; cron
+// schedules and HTTP timeouts stay on real time.
+func withClock(now func() time.Time) daemonOption {
+	return func(o *daemonOptions) { o.now = now }
+}
+
+// withPollInterval sets how often an in-flight command is polled (real
+// time); it goes with a fast clock, or commands would be seen to end late.
+func withPollInterval(d time.Duration) daemonOption {
+	return func(o *daemonOptions) { o.pollInterval = d }
+}
+
 // newDaemon wires a daemon from cfg. It performs no I/O. load reads the
 // config again on a reload; nil disables reloads.
-func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webFlags, log *slog.Logger) (*daemon, error) {
+func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webFlags, log *slog.Logger, options ...daemonOption) (*daemon, error) {
+	var o daemonOptions
+	for _, set := range options {
+		set(&o)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -199,12 +230,13 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{log: log, load: load, cfg: cfg, api: api, reloads: reloads}
+	d := &daemon{log: log, load: load, cfg: cfg, api: api, reloads: reloads, now: o.now}
 	d.policy.Store(&cfg.Remediation)
 	// The metrics handler encodes each new snapshot in the walk's goroutine,
 	// so scrapes never pay for it. Walks start only in run, after it is set.
 	opts, err := scraperOptions(cfg, log, scraperDeps{
 		api:       api,
+		now:       o.now,
 		onPublish: func(s *scrape.Snapshot) { d.metrics.Warm(s) },
 		onDeviceWalk: func(ctx context.Context, s *scrape.Snapshot) {
 			if d.engine != nil {
@@ -226,7 +258,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		return nil, err
 	}
 	if cfg.Remediation.Enabled {
-		if err := d.newEngine(cfg, opts, reg); err != nil {
+		if err := d.newEngine(cfg, opts, reg, o.pollInterval); err != nil {
 			return nil, err
 		}
 	}
@@ -240,6 +272,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		AdminAPI:      wf.adminAPI && d.engine != nil,
 		Cluster:       d.repl.status,
 		Logger:        log,
+		Now:           d.now,
 	})
 	if err != nil {
 		return nil, err
@@ -285,7 +318,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 // newEngine opens the ledger and builds the remediation engine. A ledger
 // that cannot be opened, is corrupt or is locked by another fleetd stops
 // start-up: remediating without its history could resend commands.
-func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg prometheus.Registerer) error {
+func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg prometheus.Registerer, pollInterval time.Duration) error {
 	d.cmd = &commander{}
 	if err := d.cmd.set(opts); err != nil {
 		return err
@@ -295,13 +328,15 @@ func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg promethe
 		return fmt.Errorf("remediation ledger: %w", err)
 	}
 	engine, err := remediate.New(remediate.Options{
-		Policy:     cfg.Remediation,
-		Commander:  d.cmd,
-		Ledger:     ledger,
-		Owns:       d.repl.owns(),
-		Fleet:      d.repl.fleet(),
-		Registerer: reg,
-		Logger:     d.log.With("component", "remediation"),
+		Policy:       cfg.Remediation,
+		Commander:    d.cmd,
+		Ledger:       ledger,
+		Owns:         d.repl.owns(),
+		Fleet:        d.repl.fleet(),
+		Registerer:   reg,
+		Logger:       d.log.With("component", "remediation"),
+		Now:          d.now,
+		PollInterval: pollInterval,
 	})
 	if err != nil {
 		ledger.Close()

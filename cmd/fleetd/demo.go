@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/fleetd/fleetd/internal/config"
+	"github.com/fleetd/fleetd/internal/remediate"
 	"github.com/fleetd/fleetd/internal/sim"
 )
 
@@ -35,6 +37,12 @@ type demoCmd struct {
 	ctx context.Context
 	// onReady, when set, receives the metrics base URL (tests).
 	onReady func(baseURL string)
+	// speed > 1 runs the demo's fleet that many times faster than real time
+	// (tests): the simulator, the walks' fault ages and remediation share a
+	// clock that runs fast, and the walk schedules and command polling are
+	// shortened to match. Grace periods, min_fault_age and cooldowns keep
+	// their configured values, measured on the fast clock.
+	speed int
 }
 
 func newDemoCmd(app *kingpin.Application, logs *logFlags, stdout, stderr io.Writer) *demoCmd {
@@ -68,6 +76,8 @@ func (c *demoCmd) run() int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	speed := max(c.speed, 1)
+	now := fastClock(speed)
 	opts := sim.DefaultOptions()
 	opts.Seed = c.seed
 	opts.Locations, opts.DevicesPerLocation = c.locations, c.devices
@@ -75,7 +85,8 @@ func (c *demoCmd) run() int {
 	opts.FaultRate = 0.002 // per device per minute: a fresh fault every few minutes
 	opts.CureRate = 0.02   // faults also clear by themselves now and then
 	opts.ErrorRate = 0.01  // 5xx, 429, malformed JSON and hangs, so retries show
-	opts.HangDuration = 6 * time.Second
+	opts.HangDuration = 6 * time.Second / time.Duration(speed)
+	opts.Now = now
 	opts.Logger = log.With("component", "sim")
 	s, err := sim.New(opts)
 	if err != nil {
@@ -94,14 +105,14 @@ func (c *demoCmd) run() int {
 		}
 		defer os.RemoveAll(dir)
 	}
-	cfg, err := config.Parse([]byte(demoConfig(simURL, filepath.Join(dir, "remediation.db"))), dir)
+	cfg, err := config.Parse([]byte(demoConfig(simURL, filepath.Join(dir, "remediation.db"), speed)), dir)
 	if err != nil {
 		return exitError(c.stderr, fmt.Errorf("built-in demo config: %w", err))
 	}
 	// A reload in the demo re-reads the built-in config.
 	d, err := newDaemon(cfg, func() (*config.Config, error) {
-		return config.Parse([]byte(demoConfig(simURL, filepath.Join(dir, "remediation.db"))), dir)
-	}, c.web, log)
+		return config.Parse([]byte(demoConfig(simURL, filepath.Join(dir, "remediation.db"), speed)), dir)
+	}, c.web, log, withClock(now), withPollInterval(remediate.DefaultPollInterval/time.Duration(speed)))
 	if err != nil {
 		return exitError(c.stderr, err)
 	}
@@ -176,10 +187,25 @@ func injectDemoFaults(s *sim.Sim, log *slog.Logger) {
 	}
 }
 
+// fastClock returns a clock that runs speed times faster than the wall
+// clock from now on; speed 1 is time.Now itself.
+func fastClock(speed int) func() time.Time {
+	if speed <= 1 {
+		return time.Now
+	}
+	start := time.Now()
+	return func() time.Time { return start.Add(time.Since(start) * time.Duration(speed)) }
+}
+
 // demoConfig is the built-in configuration of `fleetd demo`: short schedules
-// and graces so faults show within a minute.
-func demoConfig(simURL, ledger string) string {
-	r := strings.NewReplacer("SIM", simURL, "LEDGER", ledger)
+// and graces so faults show within a minute. At a speed above 1 (tests),
+// the walk schedules are that much shorter, since cron runs on real time.
+func demoConfig(simURL, ledger string, speed int) string {
+	every := func(d time.Duration) string {
+		return strconv.Quote("@every " + (d / time.Duration(max(speed, 1))).String())
+	}
+	r := strings.NewReplacer("SIM", simURL, "LEDGER", ledger,
+		"DEVICES_EVERY", every(10*time.Second), "RENTALS_EVERY", every(15*time.Second))
 	return r.Replace(`
 bikeep:
   base_url: SIM
@@ -200,8 +226,8 @@ copri:
     bikes_all: true
     match: {bike_to_device: alias}
 schedule:
-  devices: "@every 10s"
-  rentals: "@every 15s"
+  devices: DEVICES_EVERY
+  rentals: RENTALS_EVERY
 health:
   lock_mismatch_grace: 20s
   transition_grace: 1m

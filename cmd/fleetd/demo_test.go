@@ -37,33 +37,17 @@ var familyRe = regexp.MustCompile(`(?m)^# TYPE (\S+) `)
 // recoverable ones only until remediation cures them, so the check collects
 // what it saw over time), remediation retrying a device it cannot cure until
 // it is exhausted. Alerts and dashboards are then held against the names seen:
-// none may query a metric fleetd does not produce.
+// none may query a metric fleetd does not produce. A real Prometheus scrapes
+// the demo all along, and every dashboard panel's query must return data
+// from it.
 func TestDemoServesTheCatalog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for up to two minutes")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut strings.Builder
-	app, cmds := newApp(&out, &errOut)
-	if _, err := app.Parse([]string{"demo", "--web.listen-address", "127.0.0.1:0", "--log.level", "error"}); err != nil {
-		t.Fatal(err)
-	}
-	demo := cmds["demo"].(*demoCmd)
-	demo.ctx = ctx
-	base := make(chan string, 1)
-	demo.onReady = func(u string) { base <- u }
-	exited := make(chan int, 1)
-	go func() { exited <- demo.run() }()
-
-	var url string
-	select {
-	case url = <-base:
-	case code := <-exited:
-		t.Fatalf("demo exited with %d: %s", code, errOut.String())
-	case <-time.After(20 * time.Second):
-		t.Fatal("demo did not start listening")
-	}
+	t.Parallel()
+	demo := startDemo(t)
+	url := demo.url
+	prom := scrapeWithPrometheus(t, url)
 	deadline := time.Now().Add(150 * time.Second)
 	var missing []string
 	seen := map[string]bool{}
@@ -86,6 +70,12 @@ func TestDemoServesTheCatalog(t *testing.T) {
 		t.Fatalf("after 150s the demo's /metrics still lacked: %v", missing)
 	}
 	t.Run("no name drift in alerts and dashboards", func(t *testing.T) { checkNoDrift(t, seen) })
+	t.Run("every dashboard panel returns data through a real Prometheus", func(t *testing.T) {
+		if prom == nil {
+			t.Skip("Prometheus is not installed")
+		}
+		checkDashboardPanels(t, prom)
+	})
 	page := fetch(t, url+"/")
 	if !strings.Contains(page, "Faulty devices") {
 		t.Errorf("status page at / missing:\n%s", page)
@@ -108,14 +98,56 @@ func TestDemoServesTheCatalog(t *testing.T) {
 			}
 		}
 	})
-	if !strings.Contains(out.String(), url+"/metrics") {
-		t.Fatalf("demo did not print its metrics URL:\n%s", out.String())
+	if !strings.Contains(demo.out.String(), url+"/metrics") {
+		t.Fatalf("demo did not print its metrics URL:\n%s", demo.out.String())
 	}
-	cancel()
+	demo.stop(t)
+}
+
+// demoRun is a `fleetd demo` running in this process.
+type demoRun struct {
+	url         string
+	out, errOut *lockedBuffer
+	cancel      context.CancelFunc
+	exited      chan int
+}
+
+// startDemo runs `fleetd demo` at ten times real time, so the two minutes
+// of fleet life the README promises pass in about twelve seconds. It
+// returns once the demo listens; the demo is stopped when the test ends.
+func startDemo(t *testing.T) *demoRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	d := &demoRun{out: &lockedBuffer{}, errOut: &lockedBuffer{}, cancel: cancel, exited: make(chan int, 1)}
+	app, cmds := newApp(d.out, d.errOut)
+	if _, err := app.Parse([]string{"demo", "--web.listen-address", "127.0.0.1:0", "--log.level", "error"}); err != nil {
+		t.Fatal(err)
+	}
+	demo := cmds["demo"].(*demoCmd)
+	demo.ctx = ctx
+	demo.speed = 10
+	base := make(chan string, 1)
+	demo.onReady = func(u string) { base <- u }
+	go func() { d.exited <- demo.run() }()
 	select {
-	case code := <-exited:
+	case d.url = <-base:
+	case code := <-d.exited:
+		t.Fatalf("demo exited with %d: %s", code, d.errOut.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("demo did not start listening")
+	}
+	return d
+}
+
+// stop cancels the demo and requires a clean exit.
+func (d *demoRun) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
+	select {
+	case code := <-d.exited:
 		if code != 0 {
-			t.Fatalf("demo exited with %d after cancel: %s", code, errOut.String())
+			t.Fatalf("demo exited with %d after cancel: %s", code, d.errOut.String())
 		}
 	case <-time.After(shutdownGrace + 5*time.Second):
 		t.Fatal("demo did not stop")

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"github.com/lmittmann/tint"
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/fleetd/fleetd/internal/config"
 )
 
 // defaultListenAddress is fleetd's metrics port.
@@ -71,4 +75,27 @@ func addWebFlags(cmd *kingpin.CmdClause, defaultAddr string) *webFlags {
 func exitError(stderr io.Writer, err error) int {
 	fmt.Fprintf(stderr, "fleetd: %v\n", err)
 	return 2
+}
+
+// startHint is what a first run without a config file needs to know.
+const startHint = `To see fleetd at work without a fleet:   fleetd demo
+To watch the simulator (fleetd sim):     fleetd run --config examples/sim.yml
+To watch your fleet:                     fleetd run --config fleetd.yml
+  (a commented example: internal/config/example.yml; every key: docs/configuration.md)
+`
+
+// loadConfig loads the file behind --config. A file that is not there at
+// all (a bare "fleetd" in an empty directory) gets the ways to start, not
+// only "no such file"; every other problem is the config's own error.
+func loadConfig(stderr io.Writer, path string) (*config.Config, bool) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "fleetd: no config file %s\n%s", path, startHint)
+		return nil, false
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		exitError(stderr, err)
+		return nil, false
+	}
+	return cfg, true
 }

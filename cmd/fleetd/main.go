@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
@@ -19,7 +20,57 @@ type command interface {
 	run() int
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	// Built without make's -ldflags (go run, go build, go install): take the
+	// version the Go toolchain recorded, once, before anything reads it, so
+	// --version, fleetd_build_info and the status page never show an empty
+	// one. This is what the linker would have set; nothing changes it later.
+	info, _ := debug.ReadBuildInfo()
+	version.Version, version.Revision = buildVersion(version.Version, version.Revision, info)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// buildVersion returns the version and revision fleetd reports. Values
+// stamped in by make win; otherwise the module version (go install
+// …@v1.2.3, or the pseudo-version Go derives from the VCS), else the VCS
+// revision, with "-dirty" for a tree with uncommitted changes; "devel"
+// when the toolchain recorded neither.
+func buildVersion(stampedVersion, stampedRevision string, info *debug.BuildInfo) (ver, rev string) {
+	vcsRev, dirty := "", false
+	if info != nil {
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				vcsRev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	rev = stampedRevision
+	if rev == "" {
+		rev = vcsRev
+		if dirty && rev != "" {
+			rev += "-dirty"
+		}
+	}
+	if rev == "" {
+		rev = "unknown"
+	}
+	switch {
+	case stampedVersion != "":
+		return stampedVersion, rev
+	case info != nil && info.Main.Version != "" && info.Main.Version != "(devel)":
+		return info.Main.Version, rev
+	case vcsRev != "":
+		short := vcsRev[:min(len(vcsRev), 12)]
+		if dirty {
+			short += "-dirty"
+		}
+		return short, rev
+	}
+	return "devel", rev
+}
 
 // run parses args and runs the selected subcommand, returning the exit status.
 func run(args []string, stdout, stderr io.Writer) int {

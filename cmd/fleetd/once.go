@@ -13,7 +13,6 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate/policy"
 	"github.com/fleetd/fleetd/internal/scrape"
@@ -38,9 +37,9 @@ func newOnceCmd(app *kingpin.Application, logs *logFlags, stdout, stderr io.Writ
 }
 
 func (c *onceCmd) run() int {
-	cfg, err := config.Load(c.configFile)
-	if err != nil {
-		return exitError(c.stderr, err)
+	cfg, ok := loadConfig(c.stderr, c.configFile)
+	if !ok {
+		return 2
 	}
 	log := c.logs.logger(c.stderr)
 	sc, err := newScraper(cfg, log, scraperDeps{})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/fleetd/fleetd/internal/realprog"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/promnames"
+	"github.com/fleetd/fleetd/internal/realprog"
 	"github.com/fleetd/fleetd/internal/sim"
 )
 
@@ -138,6 +139,9 @@ func TestAlertsReachAlertmanagerThroughRealPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Prometheus and Alertmanager")
 	}
+	// Seconds of waiting on timers and processes, little CPU: it runs
+	// alongside the other long tests.
+	t.Parallel()
 	prom, am := realprog.Find(t, "prometheus"), realprog.Find(t, "prometheus-alertmanager")
 	dir := t.TempDir()
 
@@ -288,4 +292,103 @@ func waitHTTP(t *testing.T, url string, out *lockedBuffer) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s not ready within 30s; output:\n%s", url, tail(out.String(), 4000))
+}
+
+// promScrape is a real Prometheus scraping one fleetd every second.
+type promScrape struct {
+	api   promnames.Prometheus
+	start time.Time // when it was ready
+	out   *lockedBuffer
+}
+
+// scrapeWithPrometheus starts a real Prometheus scraping the fleetd at
+// base (job "fleetd", as in deploy/prometheus.yml: the fleetd dashboard
+// selects up{job="fleetd"}). Without Prometheus installed it returns nil;
+// a subtest records the skip, or fails under FLEETD_REQUIRE_REAL=1.
+func scrapeWithPrometheus(t *testing.T, base string) *promScrape {
+	t.Helper()
+	var bin string
+	t.Run("prometheus installed", func(t *testing.T) { bin = realprog.Find(t, "prometheus") })
+	if bin == "" {
+		return nil
+	}
+	dir := t.TempDir()
+	addr := freePort(t)
+	cfg := filepath.Join(dir, "prometheus.yml")
+	write(t, cfg, fmt.Sprintf(`global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: fleetd
+    static_configs: [{targets: [%q]}]
+`, strings.TrimPrefix(base, "http://")))
+	out := process(t, bin, nil, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
+		"--web.listen-address="+addr)
+	waitHTTP(t, "http://"+addr+"/-/ready", out)
+	return &promScrape{api: promnames.Prometheus{BaseURL: "http://" + addr}, start: time.Now(), out: out}
+}
+
+// checkDashboardPanels requires every target of every dashboard, its
+// variables resolved as Grafana resolves them with "All" selected, to
+// return data from p over the time it has scraped — unless its panel is
+// listed in dashboards/empty-ok.yml with the reason it may be empty. The
+// same check must fail the fixture of deliberately broken queries.
+func checkDashboardPanels(t *testing.T, p *promScrape) {
+	t.Helper()
+	ctx := context.Background()
+	// The demo's story ends with the device remediation gives up on; by
+	// then every fault kind has come and most have gone.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := p.api.Query(ctx, `fleetd_remediation_exhausted > 0`, time.Now())
+		if err == nil && n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no exhausted device in Prometheus (last error %v); Prometheus:\n%s", err, tail(p.out.String(), 2000))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	start, end := p.start, time.Now()
+
+	var queries []promnames.PanelQuery
+	for _, f := range repoDashboards(t) {
+		qs, err := promnames.PanelQueries(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queries = append(queries, qs...)
+	}
+	if len(queries) < 40 {
+		t.Fatalf("only %d panel queries found in the dashboards", len(queries))
+	}
+	empty, err := promnames.LoadEmptyOK("../../dashboards/empty-ok.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems := promnames.CheckPanels(ctx, p.api, queries, empty, start, end, time.Second); len(problems) > 0 {
+		t.Errorf("%d of %d panel queries fail on the demo:\n  %s", len(problems), len(queries), strings.Join(problems, "\n  "))
+	}
+
+	t.Run("the check fails deliberately broken queries", func(t *testing.T) {
+		qs, err := promnames.PanelQueries("../../internal/promnames/testdata/broken-queries.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		problems := promnames.CheckPanels(ctx, p.api, qs, nil, start, end, time.Second)
+		want := []string{
+			`panel 2 "Renamed metric"/A: no data`,
+			`panel 3 "Syntax error"/A: query sum by (api) (rate(fleetd_api_requests_total[1m]): HTTP 400: bad_data`,
+			`panel 4 "Undefined variable"/A: variables the dashboard does not define: $site`,
+			`panel 5 "Only during a storm"/A: no data`, // no excuse file given here
+			`panel 7 "Impossible filter, instant"/A: no data`,
+		}
+		if len(problems) != len(want) {
+			t.Fatalf("%d problems, want %d:\n%s", len(problems), len(want), strings.Join(problems, "\n"))
+		}
+		for i := range want {
+			if !strings.Contains(problems[i], want[i]) {
+				t.Errorf("problem %d:\n got %s\nwant it to contain %s", i, problems[i], want[i])
+			}
+		}
+	})
 }

@@ -84,6 +84,9 @@ func TestRemediationAgainstTheSimulator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a process")
 	}
+	// Seconds of waiting on timers and processes, little CPU: it runs
+	// alongside the other long tests.
+	t.Parallel()
 	var s *sim.Sim
 	curable := map[string]sim.FaultKind{}
 	untouchable := map[string]sim.FaultKind{}
@@ -181,6 +184,9 @@ func TestCrashWithCommandsInFlightSendsNoDuplicate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	// Seconds of waiting on timers and processes, little CPU: it runs
+	// alongside the other long tests.
+	t.Parallel()
 	var s *sim.Sim
 	var ids []string
 	simURL := startSim(t, func(o *sim.Options) {

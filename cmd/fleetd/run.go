@@ -39,9 +39,9 @@ func (c *runCmd) run() int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	log := c.logs.logger(c.stderr)
-	cfg, err := config.Load(c.configFile)
-	if err != nil {
-		return exitError(c.stderr, err)
+	cfg, ok := loadConfig(c.stderr, c.configFile)
+	if !ok {
+		return 2
 	}
 	d, err := newDaemon(cfg, func() (*config.Config, error) { return config.Load(c.configFile) }, c.web, log)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -275,17 +276,27 @@ func Parse(data []byte, baseDir string) (*Config, error) {
 	}
 	d := newChecker(os.LookupEnv)
 	d.walk(root, reflect.TypeFor[Config](), "")
-	if len(d.errs) > 0 {
+	if d.tooLarge {
 		return nil, errors.Join(d.errs...)
 	}
+	// The checker nulled what it rejected, so the rest decodes and is
+	// validated now: every problem of the file in one report.
 	cfg := Default()
 	if err := root.Decode(cfg); err != nil {
 		// The checker should have caught this; never echo values anyway.
-		return nil, fmt.Errorf("decode config: %s", stripValues(err.Error()))
+		return nil, errors.Join(append(d.errs, fmt.Errorf("decode config: %s", stripValues(err.Error())))...)
 	}
 	cfg.normalize()
-	problems := cfg.resolveSecrets(baseDir)
-	problems = append(problems, cfg.validate()...)
+	problems := d.errs
+	for _, err := range append(cfg.resolveSecrets(baseDir), cfg.validate()...) {
+		if ke, ok := errors.AsType[*keyError](err); ok {
+			if d.covered(ke.path) || slices.ContainsFunc(ke.about, d.covered) {
+				continue
+			}
+			ke.line = d.lineFor(ke)
+		}
+		problems = append(problems, err)
+	}
 	if err := errors.Join(problems...); err != nil {
 		return nil, err
 	}

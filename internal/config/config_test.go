@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -224,12 +225,24 @@ func TestLoadInvalid(t *testing.T) {
 		"syntax":         `config testdata/invalid-syntax.yml: yaml: line 2: did not find expected key`,
 		"top-level-list": `config testdata/invalid-top-level-list.yml: want a mapping at the top level, got a list (line 1)`,
 		"unknown-key":    `config testdata/invalid-unknown-key.yml: bikeep: unknown key "foo" (line 3)`,
-		"unknown-keys-everywhere": `config testdata/invalid-unknown-keys-everywhere.yml: 5 problems:
+		"unknown-keys-everywhere": `config testdata/invalid-unknown-keys-everywhere.yml: 17 problems:
   bikeep: unknown key "client_secrt" (line 3); did you mean "client_secret"?
   unknown top-level key "remediaton" (line 4); did you mean "remediation"?
   copri[1].match: unknown key "bike_to_devices" (line 9); did you mean "bike_to_device"?
   remediation.storm: unknown key "ratio" (line 11)
-  remediation.blackout[0]: unknown key "tz" (line 14)`,
+  remediation.blackout[0]: unknown key "tz" (line 14)
+  bikeep: credentials missing: set one of client_secret, client_secret_file, token or token_file (line 1)
+  copri[0].primary_url: required (line 7)
+  copri[0].operator_url: required (line 7)
+  copri[0].merchant_id: required (line 7)
+  copri[0].user_id: required (line 7)
+  copri[0]: credentials missing: set password or password_file (line 7)
+  copri[1].primary_url: required (line 8)
+  copri[1].operator_url: required (line 8)
+  copri[1].merchant_id: required (line 8)
+  copri[1].user_id: required (line 8)
+  copri[1]: credentials missing: set password or password_file (line 8)
+  remediation.blackout[0].duration: must be greater than 0, got 0s (line 13)`,
 		"duplicate-key": `config testdata/invalid-duplicate-key.yml: bikeep: duplicate key "concurrency" (line 5, first at line 4)`,
 		"types": `config testdata/invalid-types.yml: 10 problems:
   bikeep.concurrency: want an integer, got "many" (line 4)
@@ -249,77 +262,89 @@ func TestLoadInvalid(t *testing.T) {
 		"env-type": `config testdata/invalid-env-type.yml: 2 problems:
   bikeep.concurrency: want an integer, got the value of "${FLEETD_TEST_SECRETISH}" (line 4)
   remediation.rate: want N/s, N/m or N/h, got the value of "${FLEETD_TEST_SECRETISH}" (line 6)`,
-		"concurrency":        `config testdata/invalid-concurrency.yml: bikeep.concurrency: must be between 1 and 1024, got 0`,
-		"duplicate-operator": `config testdata/invalid-duplicate-operator.yml: copri[1].name: duplicate operator name "freiburg"`,
+		"concurrency":        `config testdata/invalid-concurrency.yml: bikeep.concurrency: must be between 1 and 1024, got 0 (line 4)`,
+		"duplicate-operator": `config testdata/invalid-duplicate-operator.yml: copri[1].name: duplicate operator name "freiburg" (line 10)`,
 		"rate":               `config testdata/invalid-rate.yml: remediation.rate: want N/s, N/m or N/h, got "fast" (line 3)`,
-		"power-cycle":        `config testdata/invalid-power-cycle.yml: remediation.power_cycle_from_attempt: must be between 1 and remediation.max_attempts (3), got 5`,
-		"trigger":            `config testdata/invalid-trigger.yml: remediation.trigger: must be one of internal, alertmanager, both; got "x"`,
+		"power-cycle":        `config testdata/invalid-power-cycle.yml: remediation.power_cycle_from_attempt: must be between 1 and remediation.max_attempts (3), got 5 (line 3)`,
+		"trigger":            `config testdata/invalid-trigger.yml: remediation.trigger: must be one of internal, alertmanager, both; got "x" (line 3)`,
 		"urls": `config testdata/invalid-urls.yml: 4 problems:
-  bikeep.base_url: must be an absolute http(s) URL, got "ftp://services.bikeep.com"
-  bikeep.token_url: must be an absolute http(s) URL, got "/oauth2/token"
-  copri[0].primary_url: must not embed credentials
-  copri[0].operator_url: not a valid URL`,
+  bikeep.base_url: must be an absolute http(s) URL, got "ftp://services.bikeep.com" (line 2)
+  bikeep.token_url: must be an absolute http(s) URL, got "/oauth2/token" (line 3)
+  copri[0].primary_url: must not embed credentials (line 8)
+  copri[0].operator_url: not a valid URL (line 9)`,
 		"operator": `config testdata/invalid-operator.yml: 8 problems:
-  copri[0].name: must match ^[a-z0-9][a-z0-9_-]*$ (it becomes the metric label copri/<name>), got "Freiburg City"
-  copri[0].merchant_id: required
-  copri[0].user_id: required
-  copri[0].hw_id: must be at least 16 characters, got 9
-  copri[0].match.bike_to_device: want alias, code, hardware_id or tag:<prefix>, got "tag:"
-  copri[0].request_timeout: must be greater than 0, got 0s
-  copri[1].name: required
-  copri[1].match.bike_to_device: want alias, code, hardware_id or tag:<prefix>, got "serial"`,
+  copri[0].name: must match ^[a-z0-9][a-z0-9_-]*$ (it becomes the metric label copri/<name>), got "Freiburg City" (line 3)
+  copri[0].merchant_id: required (line 6)
+  copri[0].user_id: required (line 3)
+  copri[0].hw_id: must be at least 16 characters, got 9 (line 8)
+  copri[0].match.bike_to_device: want alias, code, hardware_id or tag:<prefix>, got "tag:" (line 9)
+  copri[0].request_timeout: must be greater than 0, got 0s (line 10)
+  copri[1].name: required (line 11)
+  copri[1].match.bike_to_device: want alias, code, hardware_id or tag:<prefix>, got "serial" (line 16)`,
 		"secrets-both": `config testdata/invalid-secrets-both.yml: 2 problems:
-  bikeep: client_secret and client_secret_file are mutually exclusive
-  copri[0]: password and password_file are mutually exclusive`,
+  bikeep: client_secret and client_secret_file are mutually exclusive (line 4)
+  copri[0]: password and password_file are mutually exclusive (line 12)`,
 		"secrets-missing": `config testdata/invalid-secrets-missing.yml: 2 problems:
-  bikeep: credentials missing: set one of client_secret, client_secret_file, token or token_file
-  copri[0]: credentials missing: set password or password_file`,
-		"secrets-mixed":     `config testdata/invalid-secrets-mixed.yml: bikeep: client credentials (client_secret, client_secret_file) and a static token (token, token_file) are mutually exclusive`,
-		"client-id-missing": `config testdata/invalid-client-id-missing.yml: bikeep.client_id: required with client_secret or client_secret_file`,
+  bikeep: credentials missing: set one of client_secret, client_secret_file, token or token_file (line 1)
+  copri[0]: credentials missing: set password or password_file (line 4)`,
+		"secrets-mixed":     `config testdata/invalid-secrets-mixed.yml: bikeep: client credentials (client_secret, client_secret_file) and a static token (token, token_file) are mutually exclusive (line 2)`,
+		"client-id-missing": `config testdata/invalid-client-id-missing.yml: bikeep.client_id: required with client_secret or client_secret_file (line 2)`,
 		"secret-files": `config testdata/invalid-secret-files.yml: 3 problems:
-  bikeep.token_file: open testdata/secrets/does-not-exist: no such file or directory
-  copri[0].password_file: testdata/secrets/empty: file is empty
-  copri[1].password_file: testdata/secrets: not a regular file`,
+  bikeep.token_file: open testdata/secrets/does-not-exist: no such file or directory (line 2)
+  copri[0].password_file: testdata/secrets/empty: file is empty (line 9)
+  copri[1].password_file: testdata/secrets: not a regular file (line 15)`,
 		"schedule": `config testdata/invalid-schedule.yml: 2 problems:
-  schedule.devices: invalid cron spec "every 30s": expected 5 to 6 fields, found 2: [every 30s]
-  schedule.rentals: required`,
+  schedule.devices: invalid cron spec "every 30s": expected 5 to 6 fields, found 2: [every 30s]; for a fixed interval write "@every 30s" (line 3)
+  schedule.rentals: required (line 4)`,
 		"health": `config testdata/invalid-health.yml: 4 problems:
-  health.lock_mismatch_grace: must be greater than 0, got 0s
-  health.transition_grace: must be greater than 0, got -5m
-  health.rental_max_duration: must be greater than 0, got 0s
-  health.stale_after: must be greater than 0, got 0s`,
+  health.lock_mismatch_grace: must be greater than 0, got 0s (line 3)
+  health.transition_grace: must be greater than 0, got -5m (line 4)
+  health.rental_max_duration: must be greater than 0, got 0s (line 5)
+  health.stale_after: must be greater than 0, got 0s (line 6)`,
 		"remediation-numbers": `config testdata/invalid-remediation-numbers.yml: 6 problems:
-  remediation.min_fault_age: must not be negative, got -1m
-  remediation.cooldown: must be greater than 0, got 0s
-  remediation.max_attempts: must be between 1 and 100, got 0
-  remediation.max_in_flight: must be at least 1, got 0
-  remediation.command_timeout: must be greater than 0, got 0s
-  remediation.ledger: required`,
+  remediation.min_fault_age: must not be negative, got -1m (line 3)
+  remediation.cooldown: must be greater than 0, got 0s (line 4)
+  remediation.max_attempts: must be between 1 and 100, got 0 (line 5)
+  remediation.max_in_flight: must be at least 1, got 0 (line 6)
+  remediation.command_timeout: must be greater than 0, got 0s (line 7)
+  remediation.ledger: required (line 8)`,
 		"storm": `config testdata/invalid-storm.yml: 3 problems:
-  remediation.storm.max_faulty_ratio: must be in (0, 1], got 1.5
-  remediation.storm.min_devices: must be at least 1, got 0
-  remediation.storm.cooldown: must not be negative, got -1s`,
-		"storm-ratio-zero": `config testdata/invalid-storm-ratio-zero.yml: remediation.storm.max_faulty_ratio: must be in (0, 1], got 0`,
+  remediation.storm.max_faulty_ratio: must be in (0, 1], got 1.5 (line 4)
+  remediation.storm.min_devices: must be at least 1, got 0 (line 5)
+  remediation.storm.cooldown: must not be negative, got -1s (line 6)`,
+		"storm-ratio-zero": `config testdata/invalid-storm-ratio-zero.yml: remediation.storm.max_faulty_ratio: must be in (0, 1], got 0 (line 3)`,
 		"exclude": `config testdata/invalid-exclude.yml: 4 problems:
-  remediation.exclude.locations[0]: empty entry
-  remediation.exclude.locations[2]: duplicate entry "loc-1"
-  remediation.exclude.device_types[0]: empty entry
-  remediation.exclude.tags[0]: empty entry`,
+  remediation.exclude.locations[0]: empty entry (line 4)
+  remediation.exclude.locations[2]: duplicate entry "loc-1" (line 4)
+  remediation.exclude.device_types[0]: empty entry (line 5)
+  remediation.exclude.tags[0]: empty entry (line 6)`,
 		"blackout": `config testdata/invalid-blackout.yml: 7 problems:
-  remediation.blackout[0].start: invalid cron spec "0 25 * * *": end of range (25) above maximum (23): 25
-  remediation.blackout[1].start: @every has no fixed opening time; use a cron spec such as "0 2 * * *"
-  remediation.blackout[1].duration: must be greater than 0, got 0s
-  remediation.blackout[1].timezone: unknown time zone "Mars/Olympus_Mons"
-  remediation.blackout[2].start: use timezone instead of a TZ= prefix
-  remediation.blackout[3].start: required
-  remediation.blackout[4].start: "0 0 30 2 *" never fires`,
+  remediation.blackout[0].start: invalid cron spec "0 25 * * *": end of range (25) above maximum (23): 25 (line 4)
+  remediation.blackout[1].start: @every has no fixed opening time; use a cron spec such as "0 2 * * *" (line 6)
+  remediation.blackout[1].duration: must be greater than 0, got 0s (line 7)
+  remediation.blackout[1].timezone: unknown time zone "Mars/Olympus_Mons" (line 8)
+  remediation.blackout[2].start: use timezone instead of a TZ= prefix (line 9)
+  remediation.blackout[3].start: required (line 11)
+  remediation.blackout[4].start: "0 0 30 2 *" never fires (line 12)`,
+		// Decode-level problems (durations, the rate) do not hide the rest:
+		// secret files, cron specs and range checks come in the same report.
+		"all-at-once": `config testdata/invalid-all-at-once.yml: 9 problems:
+  bikeep.request_timeout: want a duration like 30s, 5m or 1h, got "ten seconds" (line 6)
+  remediation.rate: want N/s, N/m or N/h, got "30 per minute" (line 17)
+  remediation.cooldown: want a duration like 30s, 5m or 1h, got "15 minutes" (line 20)
+  bikeep.client_secret_file: open testdata/secrets/does-not-exist: no such file or directory (line 5)
+  copri[0].password_file: open testdata/secrets/missing-password: no such file or directory (line 13)
+  schedule.devices: invalid cron spec "every 30s": expected 5 to 6 fields, found 2: [every 30s]; for a fixed interval write "@every 30s" (line 15)
+  remediation.power_cycle_from_attempt: must be between 1 and remediation.max_attempts (3), got 4 (line 22)
+  remediation.storm.max_faulty_ratio: must be in (0, 1], got 25 (line 19)
+  remediation.trigger: must be one of internal, alertmanager, both; got "alertmanger" (line 23)`,
 		"locations": `config testdata/invalid-locations.yml: bikeep.locations: want "auto" or a list of location ids, got "all" (line 4)`,
 		"locations-list": `config testdata/invalid-locations-list.yml: 2 problems:
-  bikeep.locations[1]: empty location id
-  bikeep.locations[2]: duplicate location id "loc-1"`,
+  bikeep.locations[1]: empty location id (line 4)
+  bikeep.locations[2]: duplicate location id "loc-1" (line 4)`,
 		"locations-empty": `config testdata/invalid-locations-empty.yml: 2 problems:
-  bikeep.locations: want "auto" or a non-empty list of location ids
-  bikeep.max_body_bytes: must be at least 1024, got 100`,
+  bikeep.locations: want "auto" or a non-empty list of location ids (line 4)
+  bikeep.max_body_bytes: must be at least 1024, got 100 (line 5)`,
 	}
 	files, err := filepath.Glob("testdata/invalid-*.yml")
 	if err != nil {
@@ -516,5 +541,93 @@ func TestLoadErrorUnwraps(t *testing.T) {
 	_, err := Load("testdata/invalid-secret-files.yml")
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load error %v does not unwrap to os.ErrNotExist", err)
+	}
+}
+
+// Every problem an operator can get from a file points at a line of it;
+// only a file with nothing in it has no line to name.
+func TestEveryProblemNamesItsLine(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid-*.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`line \d+`)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := Load(f)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			msg := err.Error()
+			if strings.HasSuffix(msg, ": config is empty") {
+				return
+			}
+			if _, rest, multi := strings.Cut(msg, " problems:\n"); multi {
+				msg = rest
+			}
+			for p := range strings.SplitSeq(msg, "\n") {
+				if !line.MatchString(p) {
+					t.Errorf("problem without a line number: %s", strings.TrimSpace(p))
+				}
+			}
+		})
+	}
+}
+
+// A value rejected while decoding is replaced by its default for the rest
+// of the checks; that must not produce a second, misleading problem.
+func TestRejectedValueIsReportedOnce(t *testing.T) {
+	tests := []struct{ doc, want string }{
+		{"bikeep: {token: t}\ncopri: [5]\n", `copri[0]: want a mapping, got a scalar (line 2)`},
+		{"bikeep: {client_id: '${FLEETD_TEST_UNSET_VARIABLE}', client_secret: b}\n",
+			`bikeep.client_id: environment variable FLEETD_TEST_UNSET_VARIABLE is not set (line 1)`},
+		{"bikeep: {client_id: a, client_secret: b}\nremediation:\n  max_attempts: many\n  power_cycle_from_attempt: 5\n",
+			`remediation.max_attempts: want an integer, got "many" (line 3)`},
+		{"bikeep: {client_id: a, client_secret: b}\ncopri:\n  - {name: a, match: fuzzy}\n  - name: b\n",
+			`copri[0].match: want a mapping, got a scalar (line 3)
+copri[0].primary_url: required (line 3)
+copri[0].operator_url: required (line 3)
+copri[0].merchant_id: required (line 3)
+copri[0].user_id: required (line 3)
+copri[0]: credentials missing: set password or password_file (line 3)
+copri[1].primary_url: required (line 4)
+copri[1].operator_url: required (line 4)
+copri[1].merchant_id: required (line 4)
+copri[1].user_id: required (line 4)
+copri[1]: credentials missing: set password or password_file (line 4)`},
+		{"bikeep: {token: t}\nbikeep: {token: u, concurrency: 0}\n", `duplicate key "bikeep" (line 2, first at line 1)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.doc, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc), "")
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Parse(%q) =\n%v\nwant\n%s", tt.doc, err, tt.want)
+			}
+		})
+	}
+}
+
+// A cron spec that fails to parse gets the @every form as the fix, using
+// the interval the operator meant when it can be read off the spec.
+func TestCronErrorSuggestsEvery(t *testing.T) {
+	for spec, want := range map[string]string{
+		"every 30s":    "@every 30s",
+		"30s":          "@every 30s",
+		"@every30s":    "@every 30s",
+		"Every 1h30m":  "@every 1h30m",
+		"every 2 m":    "@every 2m",
+		"every minute": "@every 30s",
+		"5 minutes":    "@every 30s",
+		"every 10ms":   "@every 30s", // below cron's one-second resolution
+	} {
+		t.Run(spec, func(t *testing.T) {
+			_, err := Parse([]byte("bikeep: {token: t}\nschedule:\n  devices: '"+spec+"'\n"), "")
+			if err == nil {
+				t.Fatal("Parse accepted the spec")
+			}
+			if !strings.Contains(err.Error(), "; for a fixed interval write \""+want+"\" (line 3)") {
+				t.Errorf("error %q does not suggest %q at line 3", err, want)
+			}
+		})
 	}
 }

@@ -18,6 +18,13 @@ import (
 // tree ourselves gives the YAML path of every problem, reports all of them at
 // once, expands ${ENV} only in values that are actually used, and keeps
 // values out of messages when they came from the environment.
+//
+// A value the checker rejects is replaced by a YAML null (the default stays)
+// and a key it rejects is dropped, so the document still decodes and the
+// rest of the file is validated in the same run: an operator sees a bad rate
+// and a bad cron spec together, not one after the other. The checker also
+// remembers the line of every key path, so that problems found later (secret
+// files, validation) carry a line number too.
 
 var durationType = reflect.TypeFor[time.Duration]()
 
@@ -51,10 +58,19 @@ type checker struct {
 	// expansion changed them.
 	expanded map[*yaml.Node]bool
 	visits   int
+	// tooLarge is set when the walk gave up; the document is not decoded.
+	tooLarge bool
+	// lines maps every key path present in the file ("copri[0].name") to
+	// its line; bad holds the paths whose value was rejected (and nulled).
+	lines map[string]int
+	bad   map[string]bool
+	// aliasLine, while walking through an alias, is the alias's line: a
+	// problem in copri[1] written as "- *op" belongs where *op is.
+	aliasLine int
 }
 
 func newChecker(lookup func(string) (string, bool)) *checker {
-	return &checker{lookup: lookup, expanded: map[*yaml.Node]bool{}}
+	return &checker{lookup: lookup, expanded: map[*yaml.Node]bool{}, lines: map[string]int{}, bad: map[string]bool{}}
 }
 
 // problem records "path: msg (line N)".
@@ -66,17 +82,106 @@ func (c *checker) problem(path string, line int, format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf("%s (line %d)", msg, line))
 }
 
-func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
-	c.visits++
-	if c.visits > maxVisits {
-		if c.visits == maxVisits+1 {
-			c.problem(path, n.Line, "document too large")
+// reject records a problem with the value at path and nulls the node, so
+// that decoding keeps the default there and validation says nothing more
+// about path.
+func (c *checker) reject(n *yaml.Node, path string, format string, args ...any) {
+	c.problem(path, n.Line, format, args...)
+	c.bad[path] = true
+	*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+}
+
+// record remembers the line of a key path (the first time it is seen).
+func (c *checker) record(path string, line int) {
+	if c.aliasLine != 0 {
+		line = c.aliasLine
+	}
+	if _, ok := c.lines[path]; !ok {
+		c.lines[path] = line
+	}
+}
+
+// lineOf returns the line of path, or of its nearest ancestor present in
+// the file (a required key that is missing is reported where its block
+// is); 0 when none is.
+func (c *checker) lineOf(path string) int {
+	for path != "" {
+		if l, ok := c.lines[path]; ok {
+			return l
 		}
+		path = parentPath(path)
+	}
+	return 0
+}
+
+// lineFor picks the line of a keyError: its own key's when the file has
+// it, unless it is a block whose more telling keys are in about ("bikeep:
+// credentials ..." points at the client_secret_file line); else the first
+// key of about in the file; else the nearest ancestor of its key.
+func (c *checker) lineFor(e *keyError) int {
+	own, ok := c.lines[e.path]
+	for _, k := range e.about {
+		l, present := c.lines[k]
+		if !present {
+			continue
+		}
+		if !ok || strings.HasPrefix(k, e.path+".") {
+			return l
+		}
+	}
+	if ok {
+		return own
+	}
+	return c.lineOf(e.path)
+}
+
+// covered reports whether path or one of its ancestors had its value
+// rejected: the problem is already reported, and the default that replaced
+// the value would only cause a confusing second one.
+func (c *checker) covered(path string) bool {
+	for path != "" {
+		if c.bad[path] {
+			return true
+		}
+		path = parentPath(path)
+	}
+	return false
+}
+
+// parentPath strips the last ".key" or "[i]" of a path.
+func parentPath(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+	return ""
+}
+
+// visit counts a node against maxVisits; past it, the walk gives up and
+// the document is not decoded at all.
+func (c *checker) visit(n *yaml.Node, path string) bool {
+	c.visits++
+	if c.visits <= maxVisits {
+		return true
+	}
+	if !c.tooLarge {
+		c.problem(path, n.Line, "document too large")
+		c.tooLarge = true
+	}
+	return false
+}
+
+func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
+	if !c.visit(n, path) {
 		return
 	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias != nil {
+			outer := c.aliasLine
+			if outer == 0 {
+				c.aliasLine = n.Line
+			}
 			c.walk(n.Alias, t, path)
+			c.aliasLine = outer
 		}
 		return
 	}
@@ -92,11 +197,13 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 		c.mapping(n, t, path, map[string]*yaml.Node{})
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			c.problem(path, n.Line, "want a list, got %s", kindName(n))
+			c.reject(n, path, "want a list, got %s", kindName(n))
 			return
 		}
 		for i, e := range n.Content {
-			c.walk(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			p := fmt.Sprintf("%s[%d]", path, i)
+			c.record(p, e.Line)
+			c.walk(e, t.Elem(), p)
 		}
 	default:
 		c.scalar(n, t, path)
@@ -105,38 +212,51 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 
 func (c *checker) mapping(n *yaml.Node, t reflect.Type, path string, seen map[string]*yaml.Node) {
 	if n.Kind != yaml.MappingNode {
-		c.problem(path, n.Line, "want a mapping, got %s", kindName(n))
+		c.reject(n, path, "want a mapping, got %s", kindName(n))
 		return
 	}
 	fields := yamlFields(t)
+	// Pairs the decoder would choke on (or misread) are dropped after the
+	// loop; the problem is reported either way.
+	var drop []int
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			c.merge(v, t, path)
+			if !c.merge(v, t, path) {
+				drop = append(drop, i)
+			}
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
 			c.problem(path, k.Line, "want a plain key, got %s", kindName(k))
+			drop = append(drop, i)
 			continue
 		}
 		if prev, dup := seen[k.Value]; dup {
 			c.errs = append(c.errs, fmt.Errorf("%sduplicate key %q (line %d, first at line %d)", prefix(path), k.Value, k.Line, prev.Line))
+			drop = append(drop, i)
 			continue
 		}
 		seen[k.Value] = k
 		f, ok := fields.byName[k.Value]
 		if !ok {
 			c.unknownKey(k, fields.names, path)
+			drop = append(drop, i)
 			continue
 		}
-		c.walk(v, f.Type, joinPath(path, k.Value))
+		p := joinPath(path, k.Value)
+		c.record(p, k.Line)
+		c.walk(v, f.Type, p)
+	}
+	for j := len(drop) - 1; j >= 0; j-- {
+		n.Content = append(n.Content[:drop[j]], n.Content[drop[j]+2:]...)
 	}
 }
 
 // merge checks the mappings of a YAML merge key (<<: *anchor) as part of
 // the mapping that holds it. Merged keys may be overridden, so they get their
-// own duplicate tracking.
-func (c *checker) merge(v *yaml.Node, t reflect.Type, path string) {
+// own duplicate tracking. It reports false when the merge key must go.
+func (c *checker) merge(v *yaml.Node, t reflect.Type, path string) bool {
 	if v.Kind == yaml.AliasNode && v.Alias != nil {
 		v = v.Alias
 	}
@@ -145,11 +265,22 @@ func (c *checker) merge(v *yaml.Node, t reflect.Type, path string) {
 		c.mapping(v, t, path, map[string]*yaml.Node{})
 	case yaml.SequenceNode:
 		for _, e := range v.Content {
-			c.merge(e, t, path)
+			if e.Kind == yaml.AliasNode && e.Alias != nil {
+				e = e.Alias
+			}
+			if e.Kind != yaml.MappingNode {
+				c.problem(path, e.Line, "want a mapping to merge, got %s", kindName(e))
+				c.bad[path] = true // what the merge was to supply is missing
+				return false
+			}
+			c.mapping(e, t, path, map[string]*yaml.Node{})
 		}
 	default:
 		c.problem(path, v.Line, "want a mapping to merge, got %s", kindName(v))
+		c.bad[path] = true
+		return false
 	}
+	return true
 }
 
 func (c *checker) unknownKey(k *yaml.Node, known []string, path string) {
@@ -168,7 +299,7 @@ func (c *checker) unknownKey(k *yaml.Node, known []string, path string) {
 // and leaves the node in a shape yaml.v3 decodes the same way.
 func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind != yaml.ScalarNode {
-		c.problem(path, n.Line, "want %s, got %s", describeType(t), kindName(n))
+		c.reject(n, path, "want %s, got %s", describeType(t), kindName(n))
 		return
 	}
 	raw := n.Value
@@ -184,7 +315,7 @@ func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 			n.Style = 0
 			n.Tag = ""
 			if n.Value == "" {
-				c.problem(path, n.Line, "want %s, got an empty value from %q", describeType(t), raw)
+				c.reject(n, path, "want %s, got an empty value from %q", describeType(t), raw)
 				return
 			}
 		}
@@ -192,7 +323,7 @@ func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 	switch {
 	case t == durationType:
 		if _, err := time.ParseDuration(n.Value); err != nil {
-			c.problem(path, n.Line, "want %s, got %s", describeType(t), got)
+			c.reject(n, path, "want %s, got %s", describeType(t), got)
 			return
 		}
 		// Go through yaml.v3's string-to-Duration path, including for "0".
@@ -203,18 +334,18 @@ func (c *checker) scalar(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case t.Kind() == reflect.Bool:
 		if n.ShortTag() != "!!bool" {
-			c.problem(path, n.Line, "want %s, got %s", describeType(t), got)
+			c.reject(n, path, "want %s, got %s", describeType(t), got)
 		}
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		if n.ShortTag() != "!!int" || n.Decode(reflect.New(t).Interface()) != nil {
-			c.problem(path, n.Line, "want %s, got %s", describeType(t), got)
+			c.reject(n, path, "want %s, got %s", describeType(t), got)
 		}
 	case t.Kind() == reflect.Float64:
 		if tag := n.ShortTag(); tag != "!!int" && tag != "!!float" {
-			c.problem(path, n.Line, "want %s, got %s", describeType(t), got)
+			c.reject(n, path, "want %s, got %s", describeType(t), got)
 		}
 	default:
-		c.problem(path, n.Line, "unsupported field type %s", t)
+		c.reject(n, path, "unsupported field type %s", t)
 	}
 }
 
@@ -232,19 +363,18 @@ func (c *checker) leaf(n *yaml.Node, t reflect.Type, path string) {
 	var ve *valueError
 	switch {
 	case errors.As(err, &ve) && changed && n.Kind == yaml.ScalarNode:
-		c.problem(path, n.Line, "want %s, got the value of %q", ve.want, raw)
+		c.reject(n, path, "want %s, got the value of %q", ve.want, raw)
 	case errors.As(err, &ve) && changed:
-		c.problem(path, n.Line, "want %s, got a value from the environment", ve.want)
+		c.reject(n, path, "want %s, got a value from the environment", ve.want)
 	case errors.As(err, &ve):
-		c.problem(path, n.Line, "%s", ve.Error())
+		c.reject(n, path, "%s", ve.Error())
 	default:
-		c.problem(path, n.Line, "%s", stripValues(err.Error()))
+		c.reject(n, path, "%s", stripValues(err.Error()))
 	}
 }
 
 func (c *checker) expandTree(n *yaml.Node, path string) (changed, ok bool) {
-	c.visits++
-	if c.visits > maxVisits {
+	if !c.visit(n, path) {
 		return false, false
 	}
 	switch n.Kind {
@@ -276,7 +406,7 @@ func (c *checker) expand(n *yaml.Node, path string) (changed, ok bool) {
 	out, changed, err := expandEnv(n.Value, c.lookup)
 	c.expanded[n] = changed
 	if err != nil {
-		c.problem(path, n.Line, "%v", err)
+		c.reject(n, path, "%v", err)
 		return false, false
 	}
 	n.Value = out

@@ -53,14 +53,14 @@ func resolveSecret(dst *secret.String, file, path, key, baseDir string) error {
 		return nil
 	}
 	if !dst.IsZero() {
-		return fmt.Errorf("%s: %s and %s_file are mutually exclusive", path, key, key)
+		return &keyError{path: path, about: []string{path + "." + key + "_file"}, err: fmt.Errorf("%s and %s_file are mutually exclusive", key, key)}
 	}
 	if !filepath.IsAbs(file) {
 		file = filepath.Join(baseDir, file)
 	}
 	v, err := readSecretFile(file)
 	if err != nil {
-		return fmt.Errorf("%s.%s_file: %w", path, key, err)
+		return &keyError{path: path + "." + key + "_file", err: err}
 	}
 	*dst = secret.String(v)
 	return nil

@@ -40,12 +40,12 @@ func TestSecretFiles(t *testing.T) {
 		{file: abs, want: "absolute-secret"},
 		{file: "sub/nested", want: "nested-secret"},
 		{file: "./sub/../lf", want: "s3cret"},
-		{file: "blank", err: "bikeep.token_file: " + filepath.Join(dir, "blank") + ": file is empty"},
-		{file: "zero", err: "bikeep.token_file: " + filepath.Join(dir, "zero") + ": file is empty"},
-		{file: "big", err: "bikeep.token_file: " + filepath.Join(dir, "big") + ": larger than 64 KiB"},
-		{file: "missing", err: "bikeep.token_file: open " + filepath.Join(dir, "missing") + ": no such file or directory"},
-		{file: "sub", err: "bikeep.token_file: " + filepath.Join(dir, "sub") + ": not a regular file"},
-		{file: "/dev/null", err: "bikeep.token_file: /dev/null: not a regular file"},
+		{file: "blank", err: "bikeep.token_file: " + filepath.Join(dir, "blank") + ": file is empty (line 2)"},
+		{file: "zero", err: "bikeep.token_file: " + filepath.Join(dir, "zero") + ": file is empty (line 2)"},
+		{file: "big", err: "bikeep.token_file: " + filepath.Join(dir, "big") + ": larger than 64 KiB (line 2)"},
+		{file: "missing", err: "bikeep.token_file: open " + filepath.Join(dir, "missing") + ": no such file or directory (line 2)"},
+		{file: "sub", err: "bikeep.token_file: " + filepath.Join(dir, "sub") + ": not a regular file (line 2)"},
+		{file: "/dev/null", err: "bikeep.token_file: /dev/null: not a regular file (line 2)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -101,7 +101,7 @@ copri:
 	}
 	// Errors name the key and path, never the content of a file.
 	_, err = Parse([]byte("bikeep: {client_id: id, client_secret_file: cs, client_secret: x}\n"), dir)
-	if want := "bikeep: client_secret and client_secret_file are mutually exclusive"; err == nil || err.Error() != want {
+	if want := "bikeep: client_secret and client_secret_file are mutually exclusive (line 1)"; err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %q", err, want)
 	}
 	_, err = Parse([]byte("bikeep: {client_id: id, client_secret_file: cs}\ncopri: [{name: 'A', password_file: pw1}]\n"), dir)

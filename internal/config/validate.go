@@ -6,16 +6,43 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
 var operatorNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
+// keyError is a problem with the value at one key path. Parse adds the line
+// the key is on in the file; a Config built in code has none.
+type keyError struct {
+	path string
+	err  error
+	// about lists further keys the problem depends on: it gives the line
+	// (the first one present in the file, else path's) and is silenced when
+	// one of them was already rejected while decoding.
+	about []string
+	line  int
+}
+
+func (e *keyError) Error() string {
+	if e.line > 0 {
+		return fmt.Sprintf("%s: %v (line %d)", e.path, e.err, e.line)
+	}
+	return fmt.Sprintf("%s: %v", e.path, e.err)
+}
+
+func (e *keyError) Unwrap() error { return e.err }
+
 // problems collects "path: message" errors.
 type problems []error
 
 func (p *problems) addf(path, format string, args ...any) {
-	*p = append(*p, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	*p = append(*p, &keyError{path: path, err: fmt.Errorf(format, args...)})
+}
+
+// addAbout is addf for a problem that involves other keys than path.
+func (p *problems) addAbout(path string, about []string, format string, args ...any) {
+	*p = append(*p, &keyError{path: path, about: about, err: fmt.Errorf(format, args...)})
 }
 
 // Validate checks the whole configuration and returns every problem, joined,
@@ -51,13 +78,14 @@ func (b *Bikeep) validate(p *problems) {
 	checkURL(p, "bikeep.token_url", b.TokenURL)
 	clientCreds := b.UsesClientCredentials()
 	token := !b.Token.IsZero() || b.TokenFile != ""
+	creds := []string{"bikeep.client_secret", "bikeep.client_secret_file", "bikeep.token", "bikeep.token_file"}
 	switch {
 	case !clientCreds && !token:
-		p.addf("bikeep", "credentials missing: set one of client_secret, client_secret_file, token or token_file")
+		p.addAbout("bikeep", creds, "credentials missing: set one of client_secret, client_secret_file, token or token_file")
 	case clientCreds && token:
-		p.addf("bikeep", "client credentials (client_secret, client_secret_file) and a static token (token, token_file) are mutually exclusive")
+		p.addAbout("bikeep", creds, "client credentials (client_secret, client_secret_file) and a static token (token, token_file) are mutually exclusive")
 	case clientCreds && b.ClientID == "":
-		p.addf("bikeep.client_id", "required with client_secret or client_secret_file")
+		p.addAbout("bikeep.client_id", creds, "required with client_secret or client_secret_file")
 	}
 	switch l := b.Locations; {
 	case l.Auto && len(l.IDs) > 0:
@@ -91,7 +119,7 @@ func (o *Operator) validate(p *problems, path string) {
 		p.addf(path+".user_id", "required")
 	}
 	if o.Password.IsZero() && o.PasswordFile == "" {
-		p.addf(path, "credentials missing: set password or password_file")
+		p.addAbout(path, []string{path + ".password", path + ".password_file"}, "credentials missing: set password or password_file")
 	}
 	if n := len([]rune(o.HWID)); n < 16 {
 		p.addf(path+".hw_id", "must be at least 16 characters, got %d", n)
@@ -112,7 +140,7 @@ func (c *Config) validateSchedule(p *problems) {
 			continue
 		}
 		if _, err := ParseCron(s.spec); err != nil {
-			p.addf(s.key, "invalid cron spec %q: %v", s.spec, err)
+			p.addf(s.key, "invalid cron spec %q: %v; for a fixed interval write %q", s.spec, err, everyHint(s.spec))
 		}
 	}
 }
@@ -132,7 +160,7 @@ func (r *Remediation) validate(p *problems) {
 	if r.MaxAttempts < 1 || r.MaxAttempts > 100 {
 		p.addf("remediation.max_attempts", "must be between 1 and 100, got %d", r.MaxAttempts)
 	} else if r.PowerCycleFromAttempt < 1 || r.PowerCycleFromAttempt > r.MaxAttempts {
-		p.addf("remediation.power_cycle_from_attempt", "must be between 1 and remediation.max_attempts (%d), got %d", r.MaxAttempts, r.PowerCycleFromAttempt)
+		p.addAbout("remediation.power_cycle_from_attempt", []string{"remediation.max_attempts"}, "must be between 1 and remediation.max_attempts (%d), got %d", r.MaxAttempts, r.PowerCycleFromAttempt)
 	}
 	if r.Rate.Count < 1 || r.Rate.Per <= 0 {
 		p.addf("remediation.rate", "want %s, got %q", rateWant, r.Rate.String())
@@ -182,6 +210,18 @@ func (b Blackout) validate(p *problems, path string) {
 	if _, err := loadLocation(b.Timezone); err != nil {
 		p.addf(path+".timezone", "%v", err)
 	}
+}
+
+// everyHint turns a spec that was meant as an interval ("every 30s", "30s",
+// "@every30s") into the @every form, or gives the example "@every 30s".
+func everyHint(spec string) string {
+	s := strings.TrimSpace(strings.ToLower(spec))
+	s = strings.TrimPrefix(s, "@")
+	s = strings.TrimSpace(strings.TrimPrefix(s, "every"))
+	if d, err := time.ParseDuration(strings.ReplaceAll(s, " ", "")); err == nil && d >= time.Second {
+		return "@every " + formatDuration(d)
+	}
+	return "@every 30s"
 }
 
 // checkURL wants an absolute http(s) URL without embedded credentials. A URL

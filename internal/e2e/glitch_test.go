@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/clients/httpx/httpxtest"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate"
@@ -102,24 +103,12 @@ func (v *vendor) handler() http.Handler {
 	return mux
 }
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // stack is the real client, scraper and engine wired as the daemon wires
 // them: every device walk feeds the engine.
 type stack struct {
 	t      *testing.T
 	vendor *vendor
-	clock  *clock
+	clock  *httpxtest.Clock
 	client *bikeep.Client
 	policy config.Remediation
 	scr    *scrape.Scraper
@@ -191,7 +180,7 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{now: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}
+	clk := httpxtest.NewClock(time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))
 
 	cfg := config.Default()
 	policy := cfg.Remediation
@@ -220,7 +209,7 @@ func newStack(t *testing.T) *stack {
 // in flight, so that whatever the walk decided has reached the vendor.
 func (s *stack) walk(d time.Duration) {
 	s.t.Helper()
-	s.clock.Add(d)
+	s.clock.Advance(d)
 	_ = s.scr.WalkDevices(context.Background())
 	deadline := time.Now().Add(5 * time.Second)
 	for len(s.engine().Status().InFlight) > 0 {

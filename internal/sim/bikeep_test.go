@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/sim/vocab"
+	"github.com/fleetd/fleetd/internal/simtest"
 )
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -30,7 +31,7 @@ func TestDeterministicBySeed(t *testing.T) {
 		for _, l := range locs {
 			devs = append(devs, h.sim.Devices(l.ID))
 		}
-		return locs, devs, h.get("/device/v1/locations/" + locs[3].ID + "/devices")
+		return locs, devs, h.Get("/device/v1/locations/" + locs[3].ID + "/devices")
 	}
 	l1, d1, b1 := body(7)
 	l2, d2, b2 := body(7)
@@ -182,7 +183,7 @@ func TestDeviceJSONHasEveryReferenceKey(t *testing.T) {
 			Data []map[string]any `json:"data"`
 			URI  string           `json:"uri"`
 		}
-		mustUnmarshal(t, h.get("/device/v1/locations/"+l.ID+"/devices"), &list)
+		simtest.MustUnmarshal(t, h.Get("/device/v1/locations/"+l.ID+"/devices"), &list)
 		if !strings.HasSuffix(list.URI, "/device/v1/locations/"+l.ID+"/devices") {
 			t.Errorf("list uri %q", list.URI)
 		}
@@ -238,12 +239,12 @@ func TestCommandJSONHasEveryReferenceKey(t *testing.T) {
 
 	h := newHarness(t, testOptions())
 	d := h.findDevice(syncable)
-	status, body := h.command(d.ID, map[string]any{"command": "sync-device"})
+	status, body := h.Command(d.ID, map[string]any{"command": "sync-device"})
 	if status != http.StatusOK {
 		t.Fatalf("status %d: %s", status, body)
 	}
 	var doc map[string]any
-	mustUnmarshal(t, body, &doc)
+	simtest.MustUnmarshal(t, body, &doc)
 	got := map[string]bool{}
 	keys("", doc, got)
 	if !slices.Equal(sortedKeys(got), sortedKeys(want)) {
@@ -263,7 +264,7 @@ func TestDeprecatedAndHealthyFields(t *testing.T) {
 		var list struct {
 			Data []map[string]any `json:"data"`
 		}
-		mustUnmarshal(t, h.get("/device/v1/locations/"+l.ID+"/devices"), &list)
+		simtest.MustUnmarshal(t, h.Get("/device/v1/locations/"+l.ID+"/devices"), &list)
 		for _, d := range list.Data {
 			if d["wifi_rssi"] != nil || d["heartbeat_latency"] != nil {
 				t.Errorf("wifi_rssi %v heartbeat_latency %v: want null", d["wifi_rssi"], d["heartbeat_latency"])
@@ -337,9 +338,9 @@ func TestTokenFlow(t *testing.T) {
 	t.Run("bearer enforced and expiring", func(t *testing.T) {
 		var ids []string
 		for _, tok := range []string{"", "bogus"} {
-			resp, body := h.do(http.MethodGet, "/location/v1/locations", tok, "", "")
+			resp, body := h.Do(http.MethodGet, "/location/v1/locations", tok, "", "")
 			var e map[string]any
-			mustUnmarshal(t, body, &e)
+			simtest.MustUnmarshal(t, body, &e)
 			if resp.StatusCode != 401 || e["error_code"] != "ERRORS.UNAUTHORIZED" || e["status_code"] != float64(401) {
 				t.Errorf("token %q: status %d body %s", tok, resp.StatusCode, body)
 			}
@@ -352,14 +353,14 @@ func TestTokenFlow(t *testing.T) {
 		if ids[0] == ids[1] {
 			t.Error("correlation ids repeat")
 		}
-		h.get("/location/v1/locations") // valid
+		h.Get("/location/v1/locations") // valid
 		h.clock.Add(time.Hour + time.Second)
-		resp, body := h.do(http.MethodGet, "/location/v1/locations", h.token, "", "")
+		resp, body := h.Do(http.MethodGet, "/location/v1/locations", h.Token, "", "")
 		if resp.StatusCode != 401 || !strings.Contains(string(body), "ERRORS.UNAUTHORIZED") {
 			t.Errorf("expired token: status %d %s", resp.StatusCode, body)
 		}
-		h.token = h.fetchToken()
-		h.get("/location/v1/locations")
+		h.Token = h.FetchToken()
+		h.Get("/location/v1/locations")
 	})
 }
 
@@ -370,9 +371,9 @@ func TestNotFound(t *testing.T) {
 		"/device/v1/locations/nope/devices",
 		"/device/v1/commands/nope",
 	} {
-		resp, body := h.do(http.MethodGet, p, h.token, "", "")
+		resp, body := h.Do(http.MethodGet, p, h.Token, "", "")
 		var e wireError
-		mustUnmarshal(t, body, &e)
+		simtest.MustUnmarshal(t, body, &e)
 		if resp.StatusCode != 404 || e.ErrorCode != "ERRORS.NOT_FOUND" || e.StatusCode != 404 || !uuidRE.MatchString(e.CorrelationID) {
 			t.Errorf("%s: %d %s", p, resp.StatusCode, body)
 		}
@@ -384,28 +385,28 @@ func TestLocationErrorHook(t *testing.T) {
 	loc := h.sim.Locations()[1]
 	path := "/device/v1/locations/" + loc.ID + "/devices"
 	h.sim.SetLocationError(loc.ID, 503)
-	resp, body := h.do(http.MethodGet, path, h.token, "", "")
+	resp, body := h.Do(http.MethodGet, path, h.Token, "", "")
 	var e wireError
-	mustUnmarshal(t, body, &e)
+	simtest.MustUnmarshal(t, body, &e)
 	if resp.StatusCode != 503 || e.StatusCode != 503 || e.ErrorCode != "ERRORS.SERVICE_UNAVAILABLE" {
 		t.Errorf("status %d body %s", resp.StatusCode, body)
 	}
 	h.sim.SetLocationError(loc.ID, 0)
-	h.get(path)
+	h.Get(path)
 
 	// The same through the HTTP hook.
-	resp, body = h.do(http.MethodPost, "/sim/v1/locations/"+loc.ID+"/error", "", `{"status":500}`, "application/json")
+	resp, body = h.Do(http.MethodPost, "/sim/v1/locations/"+loc.ID+"/error", "", `{"status":500}`, "application/json")
 	if resp.StatusCode != 200 {
 		t.Fatalf("hook: %d %s", resp.StatusCode, body)
 	}
-	resp, _ = h.do(http.MethodGet, path, h.token, "", "")
+	resp, _ = h.Do(http.MethodGet, path, h.Token, "", "")
 	if resp.StatusCode != 500 {
 		t.Errorf("after hook: status %d, want 500", resp.StatusCode)
 	}
 	// Other locations are unaffected.
-	h.get("/device/v1/locations/" + h.sim.Locations()[2].ID + "/devices")
-	h.do(http.MethodPost, "/sim/v1/locations/"+loc.ID+"/error", "", `{"status":0}`, "application/json")
-	h.get(path)
+	h.Get("/device/v1/locations/" + h.sim.Locations()[2].ID + "/devices")
+	h.Do(http.MethodPost, "/sim/v1/locations/"+loc.ID+"/error", "", `{"status":0}`, "application/json")
+	h.Get(path)
 }
 
 func TestDeviceListCache(t *testing.T) {
@@ -436,7 +437,7 @@ func TestLatencyIsContextAware(t *testing.T) {
 	o.Latency = 80 * time.Millisecond
 	h := newHarness(t, o)
 	start := time.Now()
-	h.get("/location/v1/locations")
+	h.Get("/location/v1/locations")
 	if el := time.Since(start); el < 80*time.Millisecond {
 		t.Errorf("request took %v, want ≥ latency", el)
 	}
@@ -456,7 +457,7 @@ func TestErrorInjection(t *testing.T) {
 	statuses := map[int]int{}
 	var malformed int
 	for range 120 {
-		resp, body := h.do(http.MethodGet, "/location/v1/locations", "x", "", "")
+		resp, body := h.Do(http.MethodGet, "/location/v1/locations", "x", "", "")
 		statuses[resp.StatusCode]++
 		if resp.StatusCode == 200 && !json.Valid(body) {
 			malformed++
@@ -548,9 +549,9 @@ func TestConcurrentUse(t *testing.T) {
 	for i := range 200 {
 		d := devs[i%len(devs)]
 		_ = h.sim.SetFault(d.ID, FaultUnhealthy)
-		h.command(d.ID, map[string]any{"command": "sync-device"})
+		h.Command(d.ID, map[string]any{"command": "sync-device"})
 		h.stepTo(time.Second)
-		h.get("/location/v1/locations")
+		h.Get("/location/v1/locations")
 		_ = h.sim.Stats()
 	}
 	close(done)
@@ -559,6 +560,6 @@ func TestConcurrentUse(t *testing.T) {
 
 func authReq(h *harness, path string) *http.Request {
 	req, _ := http.NewRequest(http.MethodGet, h.srv.URL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+h.token)
+	req.Header.Set("Authorization", "Bearer "+h.Token)
 	return req
 }

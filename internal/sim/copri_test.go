@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/simtest"
 )
 
 var cookieRE = regexp.MustCompile(`^6103_[0-9a-f]{32}_12345678$`)
@@ -80,7 +82,7 @@ func TestCopriLogin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, testOptions())
 			h.sim.SetCopriLoginFailure(tc.failOn)
-			m := h.copri(tc.params)
+			m := h.Copri(tc.params)
 			env := checkEnvelope(t, m, "authorization")
 			allScalarsStrings(t, "", m)
 			state := env["response_state"].(string)
@@ -103,19 +105,19 @@ func TestCopriLogin(t *testing.T) {
 
 	t.Run("failure switch ends sessions", func(t *testing.T) {
 		h := newHarness(t, testOptions())
-		cookie := h.copriLogin()
+		cookie := h.CopriLogin()
 		h.sim.SetCopriLoginFailure(true)
-		m := h.copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {cookie}})
+		m := h.Copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {cookie}})
 		if env := checkEnvelope(t, m, "user_bikes_occupied"); !strings.HasPrefix(env["response_state"].(string), "Failure") || env["authcookie"] != "" {
 			t.Errorf("session survived: %v", env)
 		}
 		h.sim.SetCopriLoginFailure(false)
-		h.copriLogin()
+		h.CopriLogin()
 	})
 
 	t.Run("POST form", func(t *testing.T) {
 		h := newHarness(t, testOptions())
-		resp, body := h.do(http.MethodPost, "/APIjsonserver", "", good.Encode(), "application/x-www-form-urlencoded")
+		resp, body := h.Do(http.MethodPost, "/APIjsonserver", "", good.Encode(), "application/x-www-form-urlencoded")
 		if resp.StatusCode != 200 || !strings.Contains(string(body), `"response_state":"OK`) {
 			t.Errorf("%d %s", resp.StatusCode, body)
 		}
@@ -124,9 +126,9 @@ func TestCopriLogin(t *testing.T) {
 
 func TestCopriSessions(t *testing.T) {
 	h := newHarness(t, testOptions())
-	cookie := h.copriLogin()
+	cookie := h.CopriLogin()
 	for _, req := range []string{"user_bikes_occupied", "bikes_all"} {
-		m := h.copri(url.Values{"request": {req}, "authcookie": {cookie}})
+		m := h.Copri(url.Values{"request": {req}, "authcookie": {cookie}})
 		env := checkEnvelope(t, m, req)
 		if !strings.HasPrefix(env["response_state"].(string), "OK") || env["authcookie"] != cookie {
 			t.Errorf("%s: state %v cookie echoed %v", req, env["response_state"], env["authcookie"] == cookie)
@@ -134,7 +136,7 @@ func TestCopriSessions(t *testing.T) {
 	}
 	stale := []string{"", "6103_00000000000000000000000000000000_12345678"}
 	for _, c := range stale {
-		m := h.copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {c}})
+		m := h.Copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {c}})
 		env := checkEnvelope(t, m, "user_bikes_occupied")
 		if !strings.HasPrefix(env["response_state"].(string), "Failure") || env["authcookie"] != "" {
 			t.Errorf("cookie %q: %v", c, env)
@@ -143,15 +145,15 @@ func TestCopriSessions(t *testing.T) {
 			t.Error("rentals leaked without a session")
 		}
 	}
-	m := h.copri(url.Values{"request": {"authout"}, "authcookie": {cookie}})
+	m := h.Copri(url.Values{"request": {"authout"}, "authcookie": {cookie}})
 	if env := checkEnvelope(t, m, "authout"); !strings.HasPrefix(env["response_state"].(string), "OK") || env["authcookie"] != "" {
 		t.Errorf("authout %v", env)
 	}
-	m = h.copri(url.Values{"request": {"bikes_all"}, "authcookie": {cookie}})
+	m = h.Copri(url.Values{"request": {"bikes_all"}, "authcookie": {cookie}})
 	if env := checkEnvelope(t, m, "bikes_all"); !strings.HasPrefix(env["response_state"].(string), "Failure") {
 		t.Errorf("cookie still valid after authout: %v", env["response_state"])
 	}
-	m = h.copri(url.Values{"request": {"teleport"}})
+	m = h.Copri(url.Values{"request": {"teleport"}})
 	if env := checkEnvelope(t, m, "teleport"); !strings.HasPrefix(env["response_state"].(string), "Failure") {
 		t.Errorf("unknown request: %v", env["response_state"])
 	}
@@ -161,8 +163,8 @@ func TestCopriRentals(t *testing.T) {
 	o := testOptions()
 	o.Locations = 40
 	h := newHarness(t, o)
-	cookie := h.copriLogin()
-	m := h.copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {cookie}})
+	cookie := h.CopriLogin()
+	m := h.Copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {cookie}})
 	allScalarsStrings(t, "", m)
 	occ := m["bikes_occupied"].(map[string]any)
 	if len(occ) < 3 {
@@ -173,7 +175,7 @@ func TestCopriRentals(t *testing.T) {
 		t.Fatal(err)
 	}
 	var refRental map[string]any
-	mustUnmarshal(t, ref, &refRental)
+	simtest.MustUnmarshal(t, ref, &refRental)
 
 	longRE := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+0[12]$`)
 	shortRE := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$`)
@@ -237,7 +239,7 @@ func TestCopriRentals(t *testing.T) {
 			}
 		}
 	}
-	m = h.copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {cookie}})
+	m = h.Copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {cookie}})
 	occ = m["bikes_occupied"].(map[string]any)
 	withKA, tariff, rentalDescr = 0, 0, 0
 	for _, v := range occ {
@@ -258,8 +260,8 @@ func TestCopriBikesAll(t *testing.T) {
 	o := testOptions()
 	o.Locations = 40
 	h := newHarness(t, o)
-	cookie := h.copriLogin()
-	m := h.copri(url.Values{"request": {"bikes_all"}, "authcookie": {cookie}})
+	cookie := h.CopriLogin()
+	m := h.Copri(url.Values{"request": {"bikes_all"}, "authcookie": {cookie}})
 	allScalarsStrings(t, "", m)
 	bikes := m["bikes"].(map[string]any)
 	names := map[string]bool{}
@@ -299,11 +301,11 @@ func TestCopriBikesAll(t *testing.T) {
 	}
 	// Filters.
 	one := rentals[0]
-	m = h.copri(url.Values{"request": {"bikes_all"}, "authcookie": {cookie}, "bike": {one.Bike}})
+	m = h.Copri(url.Values{"request": {"bikes_all"}, "authcookie": {cookie}, "bike": {one.Bike}})
 	if got := m["bikes"].(map[string]any); len(got) != 1 {
 		t.Errorf("bike filter: %d bikes", len(got))
 	}
-	m = h.copri(url.Values{"request": {"bikes_all"}, "authcookie": {cookie}, "station": {one.Station}})
+	m = h.Copri(url.Values{"request": {"bikes_all"}, "authcookie": {cookie}, "station": {one.Station}})
 	for _, v := range m["bikes"].(map[string]any) {
 		if v.(map[string]any)["station"] != one.Station {
 			t.Errorf("station filter leaked %v", v)

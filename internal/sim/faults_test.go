@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetd/fleetd/internal/simtest"
 )
 
 func TestSetFaultRefusals(t *testing.T) {
@@ -31,23 +33,23 @@ func TestSetFaultRefusals(t *testing.T) {
 		})
 	}
 	// The HTTP hook.
-	resp, body := h.do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/faults", "", `{"fault":"dead"}`, "application/json")
+	resp, body := h.Do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/faults", "", `{"fault":"dead"}`, "application/json")
 	if resp.StatusCode != 200 || h.deviceHealth(locker.ID) != string(healthDead) {
 		t.Errorf("hook: %d %s", resp.StatusCode, body)
 	}
-	resp, _ = h.do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/faults", "", `{"fault":"none"}`, "application/json")
+	resp, _ = h.Do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/faults", "", `{"fault":"none"}`, "application/json")
 	if resp.StatusCode != 200 || h.deviceHealth(locker.ID) != string(healthHealthy) {
 		t.Errorf("hook none: %d", resp.StatusCode)
 	}
-	resp, _ = h.do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/faults", "", `{"fault":"melted"}`, "application/json")
+	resp, _ = h.Do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/faults", "", `{"fault":"melted"}`, "application/json")
 	if resp.StatusCode != 400 {
 		t.Errorf("hook with unknown kind: %d", resp.StatusCode)
 	}
-	resp, body = h.do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/stubborn", "", `{"stubborn":true}`, "application/json")
+	resp, body = h.Do(http.MethodPost, "/sim/v1/devices/"+locker.ID+"/stubborn", "", `{"stubborn":true}`, "application/json")
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"stubborn":true`) {
 		t.Errorf("stubborn hook: %d %s", resp.StatusCode, body)
 	}
-	resp, _ = h.do(http.MethodPost, "/sim/v1/devices/nope/stubborn", "", `{"stubborn":true}`, "application/json")
+	resp, _ = h.Do(http.MethodPost, "/sim/v1/devices/nope/stubborn", "", `{"stubborn":true}`, "application/json")
 	if resp.StatusCode != 404 {
 		t.Errorf("stubborn hook, unknown device: %d", resp.StatusCode)
 	}
@@ -70,7 +72,7 @@ func TestSyncCureIsDeterministic(t *testing.T) {
 					continue
 				}
 				_ = h.sim.SetFault(di.ID, FaultUnhealthy)
-				h.command(di.ID, map[string]any{"command": "sync-device"})
+				h.Command(di.ID, map[string]any{"command": "sync-device"})
 			}
 		}
 		h.stepTo(5 * time.Second)
@@ -117,13 +119,13 @@ func TestCommandValidation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			status, body := h.command(tc.device, tc.req)
+			status, body := h.Command(tc.device, tc.req)
 			if status != tc.want {
 				t.Fatalf("status %d, want %d: %s", status, tc.want, body)
 			}
 			if tc.wantCode != "" {
 				var e wireError
-				mustUnmarshal(t, body, &e)
+				simtest.MustUnmarshal(t, body, &e)
 				if e.ErrorCode != tc.wantCode || !uuidRE.MatchString(e.CorrelationID) {
 					t.Errorf("error %+v", e)
 				}
@@ -132,12 +134,12 @@ func TestCommandValidation(t *testing.T) {
 	}
 
 	t.Run("lock throttle", func(t *testing.T) {
-		status, body := h.command(dock.ID, map[string]any{"command": "unlock"})
+		status, body := h.Command(dock.ID, map[string]any{"command": "unlock"})
 		if status != 200 {
 			t.Fatalf("%d %s", status, body)
 		}
 		req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/device/v1/devices/"+dock.ID+"/commands", strings.NewReader(`{"command":"lock"}`))
-		req.Header.Set("Authorization", "Bearer "+h.token)
+		req.Header.Set("Authorization", "Bearer "+h.Token)
 		resp, err := h.srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -147,11 +149,11 @@ func TestCommandValidation(t *testing.T) {
 			t.Errorf("second lock: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 		// sync-device is not throttled.
-		if status, _ := h.command(dock.ID, map[string]any{"command": "sync-device"}); status != 200 {
+		if status, _ := h.Command(dock.ID, map[string]any{"command": "sync-device"}); status != 200 {
 			t.Errorf("sync during throttle: %d", status)
 		}
 		h.clock.Add(3 * time.Second)
-		if status, body := h.command(dock.ID, map[string]any{"command": "lock"}); status != 200 {
+		if status, body := h.Command(dock.ID, map[string]any{"command": "lock"}); status != 200 {
 			t.Errorf("lock after the window: %d %s", status, body)
 		}
 	})
@@ -203,23 +205,23 @@ func TestFaultEvolution(t *testing.T) {
 func TestStatsCounts(t *testing.T) {
 	h := newHarness(t, testOptions())
 	loc := h.sim.Locations()[0]
-	h.get("/location/v1/locations")
+	h.Get("/location/v1/locations")
 	for range 3 {
-		h.get("/device/v1/locations/" + loc.ID + "/devices")
+		h.Get("/device/v1/locations/" + loc.ID + "/devices")
 	}
 	d := h.findDevice(syncable)
-	h.get("/device/v1/devices/" + d.ID)
-	h.command(d.ID, map[string]any{"command": "sync-device"})
-	h.command(d.ID, map[string]any{"command": "sync-device"})
+	h.Get("/device/v1/devices/" + d.ID)
+	h.Command(d.ID, map[string]any{"command": "sync-device"})
+	h.Command(d.ID, map[string]any{"command": "sync-device"})
 	_ = h.sim.SetFault(d.ID, FaultDead)
-	h.copriLogin()
+	h.CopriLogin()
 
 	var st Stats
-	resp, body := h.do(http.MethodGet, "/sim/v1/stats", "", "", "")
+	resp, body := h.Do(http.MethodGet, "/sim/v1/stats", "", "", "")
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.StatusCode)
 	}
-	mustUnmarshal(t, body, &st)
+	simtest.MustUnmarshal(t, body, &st)
 	want := map[string]int64{
 		routeToken: 1, routeLocations: 1, routeLocDevices: 3, routeDevice: 1, routeSendCommand: 2,
 		routeCommand: 0, routeCopriPrefix + "authorization": 1,

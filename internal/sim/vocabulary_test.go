@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/sim/vocab"
+	"github.com/fleetd/fleetd/internal/simtest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/vocabulary.txt from the reference text")
@@ -182,7 +183,7 @@ func TestServedValuesAreTheReferences(t *testing.T) {
 			var list struct {
 				Data []map[string]any `json:"data"`
 			}
-			mustUnmarshal(t, h.get("/device/v1/locations/"+l.ID+"/devices"), &list)
+			simtest.MustUnmarshal(t, h.Get("/device/v1/locations/"+l.ID+"/devices"), &list)
 			for _, d := range list.Data {
 				seen.device(d)
 			}
@@ -227,12 +228,12 @@ func TestServedValuesAreTheReferences(t *testing.T) {
 				case cmdSyncDevice:
 					req["power_cycle"] = true
 				}
-				status, body := h.command(d.ID, req)
+				status, body := h.Command(d.ID, req)
 				if status != http.StatusOK {
 					continue // refused (e.g. a dead device's throttle); the refusal carries no enum
 				}
 				var c map[string]any
-				mustUnmarshal(t, body, &c)
+				simtest.MustUnmarshal(t, body, &c)
 				seen.command(c)
 				ids = append(ids, c["id"].(string))
 			}
@@ -245,13 +246,13 @@ func TestServedValuesAreTheReferences(t *testing.T) {
 		}
 		for _, id := range ids[max(0, len(ids)-40):] { // the youngest: still in their lifecycle
 			var c map[string]any
-			mustUnmarshal(t, h.get("/device/v1/commands/"+id), &c)
+			simtest.MustUnmarshal(t, h.Get("/device/v1/commands/"+id), &c)
 			seen.command(c)
 		}
 	}
 	for _, id := range ids {
 		var c map[string]any
-		mustUnmarshal(t, h.get("/device/v1/commands/"+id), &c)
+		simtest.MustUnmarshal(t, h.Get("/device/v1/commands/"+id), &c)
 		seen.command(c)
 		// The reference names three kinds of event by prefix: REQUEST
 		// (server), RESPONSE (hardware reply), STATE (device state).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/sim"
+	"github.com/fleetd/fleetd/internal/simtest"
 )
 
 // These tests decode what the simulator serves with the real client's
@@ -144,12 +145,12 @@ func TestSyncDeviceLifecycleCures(t *testing.T) {
 			if err := h.sim.SetFault(di.ID, fault); err != nil {
 				t.Fatal(err)
 			}
-			status, body := h.command(di.ID, map[string]any{"command": "sync-device"})
+			status, body := h.Command(di.ID, map[string]any{"command": "sync-device"})
 			if status != 200 {
 				t.Fatalf("status %d: %s", status, body)
 			}
 			var c bikeep.Command
-			mustUnmarshal(t, body, &c)
+			simtest.MustUnmarshal(t, body, &c)
 			if c.State.Value != bikeep.CommandNotSent || c.Name != "sync-device" || c.Device.ID != di.ID ||
 				!c.State.TimeoutAt.Equal(t0.Add(60*time.Second)) || !uuidRE.MatchString(c.ID) {
 				t.Fatalf("new command %+v", c)
@@ -218,13 +219,13 @@ func TestSyncDeviceCureProbability(t *testing.T) {
 			if err := h.sim.SetStubborn(di.ID, tc.stubborn); err != nil {
 				t.Fatal(err)
 			}
-			status, body := h.command(di.ID, map[string]any{"command": "sync-device", "power_cycle": tc.powerCycle})
+			status, body := h.Command(di.ID, map[string]any{"command": "sync-device", "power_cycle": tc.powerCycle})
 			if status != 200 {
 				t.Fatalf("%d %s", status, body)
 			}
 			h.stepTo(5 * time.Second)
 			var c bikeep.Command
-			mustUnmarshal(t, body, &c)
+			simtest.MustUnmarshal(t, body, &c)
 			if got := h.getCommand(c.ID).State.Value; got != bikeep.CommandSuccess {
 				t.Fatalf("command %s", got)
 			}
@@ -252,9 +253,9 @@ func TestDeadDevicesNeverAnswer(t *testing.T) {
 			di := h.findDevice(syncable)
 			_ = h.sim.SetFault(di.ID, fault)
 			_ = h.sim.SetFault(di.ID, sim.FaultUnhealthy)
-			_, body := h.command(di.ID, map[string]any{"command": "sync-device", "power_cycle": true})
+			_, body := h.Command(di.ID, map[string]any{"command": "sync-device", "power_cycle": true})
 			var c bikeep.Command
-			mustUnmarshal(t, body, &c)
+			simtest.MustUnmarshal(t, body, &c)
 			h.stepTo(10 * time.Second)
 			if got := h.getCommand(c.ID).State.Value; got != bikeep.CommandSent {
 				t.Fatalf("state %s, want SENT", got)
@@ -283,7 +284,7 @@ func TestLockUnlockChangeState(t *testing.T) {
 	if start.StateValue() == bikeep.StateLocked {
 		cmd, want = "unlock", bikeep.StateUnlocked
 	}
-	if status, body := h.command(di.ID, map[string]any{"command": cmd}); status != 200 {
+	if status, body := h.Command(di.ID, map[string]any{"command": cmd}); status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}
 	h.stepTo(2 * time.Second) // RECEIVED: in transition

@@ -1,20 +1,17 @@
 package simcheck
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/sim"
+	"github.com/fleetd/fleetd/internal/simtest"
 )
 
 // t0 is the fake clock's start: a summer date, so Berlin is at +02.
@@ -25,33 +22,14 @@ var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 // copriLongTime is COPRI's long timestamp shape, 2021-10-28 18:09:17.454818+02.
 const copriLongTime = "2006-01-02 15:04:05.000000-07"
 
-// clock is a settable fake clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return c.now
-}
-
 // harness is a simulator behind an httptest server with a fake clock,
 // driven only through the simulator's exported API and its HTTP routes.
 type harness struct {
+	*simtest.Client
 	t     *testing.T
 	sim   *sim.Sim
 	srv   *httptest.Server
-	clock *clock
-	token string
+	clock *simtest.Clock
 }
 
 func testOptions() sim.Options {
@@ -63,9 +41,17 @@ func testOptions() sim.Options {
 	return o
 }
 
+// credentials are the simulator's default accounts.
+func credentials() simtest.Credentials {
+	return simtest.Credentials{
+		ClientID: sim.DefaultClientID, ClientSecret: sim.DefaultClientSecret,
+		CopriMerchant: sim.DefaultCopriMerchant, CopriUser: sim.DefaultCopriUser, CopriPassword: sim.DefaultCopriPassword,
+	}
+}
+
 func newHarness(t *testing.T, o sim.Options) *harness {
 	t.Helper()
-	c := &clock{now: t0}
+	c := simtest.NewClock(t0)
 	o.Now = c.Now
 	s, err := sim.New(o)
 	if err != nil {
@@ -73,105 +59,24 @@ func newHarness(t *testing.T, o sim.Options) *harness {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	h := &harness{t: t, sim: s, srv: srv, clock: c}
-	h.token = h.fetchToken()
+	h := &harness{Client: &simtest.Client{T: t, URL: srv.URL, HTTP: srv.Client(), Creds: credentials()}, t: t, sim: s, srv: srv, clock: c}
+	h.Token = h.FetchToken()
 	return h
-}
-
-func (h *harness) fetchToken() string {
-	h.t.Helper()
-	resp, body := h.do(http.MethodPost, "/oauth2/token", "", url.Values{
-		"grant_type": {"client_credentials"}, "client_id": {sim.DefaultClientID}, "client_secret": {sim.DefaultClientSecret},
-	}.Encode(), "application/x-www-form-urlencoded")
-	if resp.StatusCode != http.StatusOK {
-		h.t.Fatalf("token: status %d: %s", resp.StatusCode, body)
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	mustUnmarshal(h.t, body, &tok)
-	return tok.AccessToken
-}
-
-// do sends a request and returns the response and its body.
-func (h *harness) do(method, path, token, body, contentType string) (*http.Response, []byte) {
-	h.t.Helper()
-	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := h.srv.Client().Do(req)
-	if err != nil {
-		h.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return resp, b
-}
-
-// get is an authenticated GET that must answer 200.
-func (h *harness) get(path string) []byte {
-	h.t.Helper()
-	resp, body := h.do(http.MethodGet, path, h.token, "", "")
-	if resp.StatusCode != http.StatusOK {
-		h.t.Fatalf("GET %s: status %d: %s", path, resp.StatusCode, body)
-	}
-	return body
 }
 
 // device fetches one device decoded with the client's types.
 func (h *harness) device(id string) *bikeep.Device {
 	h.t.Helper()
 	var d bikeep.Device
-	mustUnmarshal(h.t, h.get("/device/v1/devices/"+id), &d)
+	simtest.MustUnmarshal(h.t, h.Get("/device/v1/devices/"+id), &d)
 	return &d
-}
-
-// command posts a command and returns the status and the body.
-func (h *harness) command(deviceID string, req map[string]any) (int, []byte) {
-	h.t.Helper()
-	b, _ := json.Marshal(req)
-	resp, body := h.do(http.MethodPost, "/device/v1/devices/"+deviceID+"/commands", h.token, string(b), "application/json")
-	return resp.StatusCode, body
 }
 
 func (h *harness) getCommand(id string) bikeep.Command {
 	h.t.Helper()
 	var c bikeep.Command
-	mustUnmarshal(h.t, h.get("/device/v1/commands/"+id), &c)
+	simtest.MustUnmarshal(h.t, h.Get("/device/v1/commands/"+id), &c)
 	return c
-}
-
-// copri calls /APIjsonserver with GET parameters.
-func (h *harness) copri(params url.Values) map[string]any {
-	h.t.Helper()
-	resp, body := h.do(http.MethodGet, "/APIjsonserver?"+params.Encode(), "", "", "")
-	if resp.StatusCode != http.StatusOK {
-		h.t.Fatalf("copri %s: status %d", params.Get("request"), resp.StatusCode)
-	}
-	var m map[string]any
-	mustUnmarshal(h.t, body, &m)
-	return m
-}
-
-func (h *harness) copriLogin() string {
-	h.t.Helper()
-	m := h.copri(url.Values{"request": {"authorization"}, "merchant_id": {sim.DefaultCopriMerchant},
-		"user_id": {sim.DefaultCopriUser}, "user_pw": {sim.DefaultCopriPassword}, "hw_id": {"fleetd-test-000001"}})
-	env := m["shareejson"].(map[string]any)
-	if !strings.HasPrefix(env["response_state"].(string), "OK") {
-		h.t.Fatalf("login failed: %v", env["response_state"])
-	}
-	return env["authcookie"].(string)
 }
 
 // stepTo advances the fake clock by d and runs Step.
@@ -236,8 +141,8 @@ func h0idx(d sim.DeviceInfo) int {
 // rentalOf returns the open rental of a bike from user_bikes_occupied.
 func rentalOf(t *testing.T, h *harness, bike string) map[string]any {
 	t.Helper()
-	cookie := h.copriLogin()
-	m := h.copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {cookie}})
+	cookie := h.CopriLogin()
+	m := h.Copri(url.Values{"request": {"user_bikes_occupied"}, "authcookie": {cookie}})
 	for _, v := range m["bikes_occupied"].(map[string]any) {
 		r := v.(map[string]any)
 		if r["bike"] == bike {
@@ -246,11 +151,4 @@ func rentalOf(t *testing.T, h *harness, bike string) map[string]any {
 	}
 	t.Fatalf("no rental for bike %s", bike)
 	return nil
-}
-
-func mustUnmarshal(t *testing.T, b []byte, v any) {
-	t.Helper()
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("unmarshal %.200s: %v", b, err)
-	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/sim"
+	"github.com/fleetd/fleetd/internal/simtest"
 )
 
 func TestLocations(t *testing.T) {
@@ -14,7 +15,7 @@ func TestLocations(t *testing.T) {
 		Data []bikeep.Location `json:"data"`
 		URI  string            `json:"uri"`
 	}
-	mustUnmarshal(t, h.get("/location/v1/locations"), &list)
+	simtest.MustUnmarshal(t, h.Get("/location/v1/locations"), &list)
 	if len(list.Data) != 12 || !strings.HasSuffix(list.URI, "/location/v1/locations") {
 		t.Fatalf("%d locations, uri %q", len(list.Data), list.URI)
 	}
@@ -27,7 +28,7 @@ func TestLocations(t *testing.T) {
 	if err := h.sim.SetFault(d.ID, sim.FaultDead); err != nil {
 		t.Fatal(err)
 	}
-	mustUnmarshal(t, h.get("/location/v1/locations"), &list)
+	simtest.MustUnmarshal(t, h.Get("/location/v1/locations"), &list)
 	if list.Data[0].Devices.Online != 9 {
 		t.Errorf("online %d after a dead device, want 9", list.Data[0].Devices.Online)
 	}

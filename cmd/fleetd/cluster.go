@@ -157,22 +157,32 @@ func (r *replication) close() {
 	}
 }
 
+// resyncEvery bounds how long the engine's memory may miss a record of its
+// own locations: a write-ahead record committed while the connection broke
+// (the engine saw an error and sent nothing) would otherwise block its
+// device for good instead of until its cooldown.
+const resyncEvery = time.Minute
+
 // follow hands the engine the locations of every slot this replica gains
 // (and takes back those it loses) by resyncing it from the ledger whenever
-// the held slots change. A failed resync is retried on the next check.
+// the held slots change, and every resyncEvery. A failed resync is retried
+// on the next check.
 func (r *replication) follow(ctx context.Context, engine *remediate.Engine) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var synced []int
+	var (
+		synced []int
+		last   time.Time
+	)
 	for {
 		held := heldSlots(r.member.Status())
-		if !slices.Equal(held, synced) {
+		if !slices.Equal(held, synced) || time.Since(last) >= resyncEvery {
 			if err := engine.Resync(ctx); err != nil {
 				if ctx.Err() == nil {
 					r.log.Warn("taking over the remediation state of new slots failed; retrying", "err", err)
 				}
 			} else {
-				synced = held
+				synced, last = held, time.Now()
 			}
 		}
 		select {

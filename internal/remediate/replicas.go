@@ -65,12 +65,14 @@ func (e *Engine) Resync(ctx context.Context) error {
 	if e.owns == nil {
 		return nil
 	}
+	// Read under the lock, like every ledger write: a record the engine
+	// writes meanwhile must not be overwritten by an older copy.
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	st, err := e.ledger.Load(ctx)
 	if err != nil {
 		return fmt.Errorf("remediate: resync from ledger: %w", err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.dropUnownedLocked()
 	for i := range st.Episodes {
 		r := st.Episodes[i]

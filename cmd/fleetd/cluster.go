@@ -124,6 +124,15 @@ func (r *replication) fleet() remediate.FleetCounter {
 	return r.member
 }
 
+// maySend is the engine's last check before a POST: the location's lease
+// is still held and valid by the local clock; nil without a cluster.
+func (r *replication) maySend() func(string) bool {
+	if r == nil || r.member == nil {
+		return nil
+	}
+	return func(loc string) bool { _, ok := r.member.Remediates(loc); return ok }
+}
+
 // scrapeOptions limits the walks to the owned locations.
 func (r *replication) scrapeOptions(o *scrape.Options) { o.Owns = r.owns() }
 

@@ -333,6 +333,7 @@ func (d *daemon) newEngine(cfg *config.Config, opts scrape.Options, reg promethe
 		Ledger:       ledger,
 		Owns:         d.repl.owns(),
 		Fleet:        d.repl.fleet(),
+		MaySend:      d.repl.maySend(),
 		Registerer:   reg,
 		Logger:       d.log.With("component", "remediation"),
 		Now:          d.now,

@@ -53,6 +53,10 @@ type Options struct {
 	// Fleet, with several replicas, shares the fleet-wide storm ratio;
 	// nil measures this engine's snapshot alone.
 	Fleet FleetCounter
+	// MaySend, with several replicas, is asked right before every POST
+	// whether this replica still holds the location's slot lease; nil
+	// always sends.
+	MaySend func(locationID string) bool
 }
 
 // Request is one remediation request from the Alertmanager webhook.
@@ -195,6 +199,7 @@ type Engine struct {
 	m            *metrics
 	owns         func(locationID string) bool
 	fleet        FleetCounter
+	maySend      func(locationID string) bool
 	locCounts    map[string]cluster.Count // scratch for fleet, per location
 
 	// ctx bounds every POST and poll; cancelled when Run ends.
@@ -284,6 +289,7 @@ func New(opts Options) (*Engine, error) {
 		sigs:         map[sigKey]sig{},
 		owns:         opts.Owns,
 		fleet:        opts.Fleet,
+		maySend:      opts.MaySend,
 		locCounts:    map[string]cluster.Count{},
 	}
 	if err := e.restore(st); err != nil {

@@ -3,6 +3,7 @@ package remediate
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/remediate/store"
@@ -161,4 +162,25 @@ func (e *Engine) fleetCountsLocked(ctx context.Context, local cluster.Count) clu
 		return local
 	}
 	return total
+}
+
+// maySendLocked is the last check before a POST, with several replicas:
+// the attempt was recorded under a valid slot lease, but a replica frozen
+// between that commit and the POST (GC, SIGSTOP, a stalled VM) may have
+// lost the lease meanwhile. Then nothing is sent: no command exists, the
+// record goes, and the attempt and cooldown stay counted.
+func (e *Engine) maySendLocked(c *command) bool {
+	if e.maySend == nil || e.maySend(c.rec.LocationID) {
+		return true
+	}
+	delete(e.commands, c.key)
+	if e.inflight[c.rec.DeviceID] == c {
+		delete(e.inflight, c.rec.DeviceID)
+	}
+	if err := e.write(store.DeleteCommand(c.key)); err != nil {
+		e.log.Error("remediation ledger update failed", "err", err)
+	}
+	e.updateRingLocked(c.seq, func(d *Decision) { d.Result = "not_sent" })
+	e.log.LogAttrs(e.ctx, slog.LevelWarn, "remediation command not sent: the slot lease was lost before the POST", commandAttrs(&c.rec)...)
+	return false
 }

@@ -181,3 +181,43 @@ func TestFleetStormMeasuredAcrossReplicas(t *testing.T) {
 		})
 	}
 }
+
+// A replica that lost its slot lease between recording an attempt and the
+// POST (frozen in between) sends nothing: the record goes, the attempt and
+// the cooldown stay counted.
+func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
+	p := testPolicy(t.TempDir())
+	ledger, err := OpenLedger(p.Ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ledger.Close() })
+	clock := newClock()
+	cmd := newCommander(clock.Now)
+	logs := &logBuffer{}
+	e, err := New(Options{Policy: p, Commander: cmd, Ledger: ledger, Now: clock.Now, PollInterval: time.Millisecond,
+		Logger: bufferLogger(t, logs), Owns: func(string) bool { return true }, MaySend: func(string) bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	f := newFleet(map[string]int{"L1": 10})
+	f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 10)
+	e.Observe(ctx, f.snap(clock.Now()))
+	waitFor(t, "the send goroutine to give up", func() bool {
+		return len(logs.Lines("remediation command not sent: the slot lease was lost before the POST")) == 1
+	})
+	if n := len(cmd.Sends()); n != 0 {
+		t.Fatalf("%d POSTs after the lease was lost", n)
+	}
+	st, err := ledger.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Commands) != 0 || len(st.Episodes) != 1 || st.Episodes[0].Attempts != 1 || len(st.Devices) != 1 {
+		t.Fatalf("ledger after a command not sent: %+v; want no command, the attempt and the last send kept", st)
+	}
+}

@@ -125,12 +125,12 @@ func (r *replication) fleet() remediate.FleetCounter {
 }
 
 // maySend is the engine's last check before a POST: the location's lease
-// is still held and valid by the local clock; nil without a cluster.
+// is still valid by the local clock; nil without a cluster.
 func (r *replication) maySend() func(string) bool {
 	if r == nil || r.member == nil {
 		return nil
 	}
-	return func(loc string) bool { _, ok := r.member.Remediates(loc); return ok }
+	return r.member.StillHolds
 }
 
 // scrapeOptions limits the walks to the owned locations.

@@ -318,6 +318,19 @@ func (m *Membership) Remediates(locationID string) (Lease, bool) {
 	return l, true
 }
 
+// StillHolds reports whether the lease of the location's slot is still
+// valid by the local clock: the check right before a POST whose attempt
+// Fence let through. Unlike Remediates it wants no time to spare and
+// ignores a renewal that failed since: the lease the attempt was fenced
+// under is what matters, and only a lease that ran out (a replica frozen
+// after the commit) must stop the POST.
+func (m *Membership) StillHolds(locationID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.held[SlotOf(locationID, m.cfg.Slots)]
+	return ok && m.cfg.Now().Before(l.validUntil)
+}
+
 // Degraded reports whether the last renewal failed.
 func (m *Membership) Degraded() bool {
 	m.mu.Lock()

@@ -188,6 +188,9 @@ func TestFencingStopsAReplicaThatLostItsSlot(t *testing.T) {
 	if !ok {
 		t.Fatal("a holds the only slot but may not remediate")
 	}
+	if !a.StillHolds("any-location") {
+		t.Fatal("a holds the only slot but StillHolds says no")
+	}
 	fence := func(r replica, l cluster.Lease) error {
 		return pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error { return r.FenceLease(context.Background(), tx, l) })
 	}
@@ -199,6 +202,9 @@ func TestFencingStopsAReplicaThatLostItsSlot(t *testing.T) {
 	time.Sleep(ttl + 100*time.Millisecond)
 	if _, ok := a.Remediates("any-location"); ok {
 		t.Fatal("a may still remediate after its lease ran out by its own clock")
+	}
+	if a.StillHolds("any-location") {
+		t.Fatal("a would still POST after its lease ran out by its own clock")
 	}
 	b := join(t, dsn, "b", 1)
 	tick(t, b)

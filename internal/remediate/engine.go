@@ -385,6 +385,9 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 	e.gen++
 	e.snap = snap
 	e.indexLocked(snap)
+	// With replicas: records of a location given up since the last pass
+	// must not be judged on a snapshot that no longer walks it.
+	e.dropUnownedLocked()
 
 	var ops []store.Op
 	ops = e.verifyLocked(ctx, snap, ops)

@@ -221,3 +221,57 @@ func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
 		t.Fatalf("ledger after a command not sent: %+v; want no command, the attempt and the last send kept", st)
 	}
 }
+
+// A replica that has just lost a location, before any resync, must not
+// write that location's episode from its stale memory: the new owner may
+// have counted more attempts meanwhile.
+func TestLostLocationIsNotWrittenFromStaleMemory(t *testing.T) {
+	p := testPolicy(t.TempDir())
+	p.Cooldown = time.Minute
+	ledger, err := OpenLedger(p.Ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ledger.Close() })
+	clock := newClock()
+	cmd := newCommander(clock.Now)
+	var mu sync.Mutex
+	owner := "a"
+	e, err := New(Options{Policy: p, Commander: cmd, Ledger: ledger, Now: clock.Now, PollInterval: time.Millisecond,
+		Logger: testLogger(t), Owns: func(string) bool { mu.Lock(); defer mu.Unlock(); return owner == "a" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	f := newFleet(map[string]int{"L1": 10})
+	f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 10)
+	e.Observe(ctx, f.snap(clock.Now()))
+	waitFor(t, "the POST", func() bool { return len(cmd.Sends()) == 1 })
+	cmd.SetState("cmd-1", bikeep.CommandError)
+	waitFor(t, "the command ended", func() bool {
+		st, _ := ledger.Load(ctx)
+		return len(st.Commands) == 1 && st.Commands[0].Phase == store.PhaseDone
+	})
+	// L1 moves away; the new owner records a second attempt.
+	mu.Lock()
+	owner = "b"
+	mu.Unlock()
+	st, _ := ledger.Load(ctx)
+	ep := st.Episodes[0]
+	ep.Attempts = 2
+	if err := ledger.Apply(ctx, store.PutEpisode(ep)); err != nil {
+		t.Fatal(err)
+	}
+	// The former owner walks without L1 (its scraper forgot it).
+	empty := newFleet(map[string]int{"L2": 5})
+	for range 3 {
+		e.Observe(ctx, empty.snap(clock.Add(time.Hour)))
+	}
+	st, _ = ledger.Load(ctx)
+	if len(st.Episodes) != 1 || st.Episodes[0].Attempts != 2 || !st.Episodes[0].AbsentSince.IsZero() {
+		t.Fatalf("episode after the former owner's passes: %+v; want the new owner's, untouched", st.Episodes)
+	}
+}

@@ -713,7 +713,12 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []store.Op
 	for id, last := range e.devices {
 		if now.Sub(last) >= cd && e.inflight[id] == nil {
 			delete(e.devices, id)
-			ops = append(ops, store.DeleteDevice(id))
+			// With replicas another one may have sent to the device since
+			// this memory last saw its row: the row stays (one per device,
+			// and an old last send blocks nothing).
+			if e.owns == nil {
+				ops = append(ops, store.DeleteDevice(id))
+			}
 		}
 	}
 	return ops

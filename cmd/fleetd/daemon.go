@@ -351,7 +351,7 @@ func (d *daemon) statusRemediation() *status.Remediation {
 	if d.engine == nil {
 		return nil
 	}
-	return statusRemediation(d.engine, d.scraper.Snapshot(), *d.policy.Load())
+	return statusRemediation(d.engine, *d.policy.Load())
 }
 
 // reload reads the config again and applies it without losing fleet state:

@@ -52,7 +52,7 @@ func (a alertRemediator) Remediate(ctx context.Context, r alerts.Request) alerts
 }
 
 // statusRemediation renders the engine's state for the status page.
-func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot, policy config.Remediation) *status.Remediation {
+func statusRemediation(e *remediate.Engine, policy config.Remediation) *status.Remediation {
 	st := e.Status()
 	out := &status.Remediation{
 		Enabled: st.Enabled, DryRun: st.DryRun, Paused: st.Paused, PauseReason: st.PausedReason,
@@ -63,9 +63,8 @@ func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot, policy config
 	if st.PausedSince != nil {
 		out.PausedSince = *st.PausedSince
 	}
-	ratios := faultyRatios(snap)
 	for _, s := range st.Storms {
-		out.Storms = append(out.Storms, status.Storm{Scope: s.Scope, Since: s.Since, Ratio: ratios[s.Scope]})
+		out.Storms = append(out.Storms, status.Storm{Scope: s.Scope, Since: s.Since, Ratio: s.Ratio})
 	}
 	for _, x := range st.Exhausted {
 		out.Exhausted = append(out.Exhausted, status.Exhausted{
@@ -85,36 +84,6 @@ func statusRemediation(e *remediate.Engine, snap *scrape.Snapshot, policy config
 			Source: d.Source, Outcome: d.Outcome, Reason: d.Reason, Attempt: d.Attempt, PowerCycle: d.PowerCycle,
 			CommandID: d.CommandID, Result: d.Result,
 		})
-	}
-	return out
-}
-
-// faultyRatios is the share of devices with a fault, per location id and for
-// "fleet" over the locations that are up — what a storm is measured on.
-func faultyRatios(snap *scrape.Snapshot) map[string]float64 {
-	out := map[string]float64{}
-	if snap == nil {
-		return out
-	}
-	faulty := map[string]map[string]bool{}
-	for _, f := range snap.Faults {
-		if faulty[f.LocationID] == nil {
-			faulty[f.LocationID] = map[string]bool{}
-		}
-		faulty[f.LocationID][f.DeviceID] = true
-	}
-	var all, bad int
-	for _, l := range snap.Locations {
-		if !l.Up || len(l.Devices) == 0 {
-			continue
-		}
-		n := len(faulty[l.ID])
-		out[l.ID] = float64(n) / float64(len(l.Devices))
-		all += len(l.Devices)
-		bad += n
-	}
-	if all > 0 {
-		out["fleet"] = float64(bad) / float64(all)
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/fleetd/fleetd/internal/config"
+	"github.com/fleetd/fleetd/internal/memlimit"
 )
 
 // runCmd is `fleetd run`: the daemon.
@@ -39,6 +40,11 @@ func (c *runCmd) run() int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	log := c.logs.logger(c.stderr)
+	// In a container, a soft memory limit below the cgroup's makes the
+	// collector work harder near the limit instead of the kernel killing us.
+	if _, err := memlimit.Apply(memlimit.Options{Logger: log}); err != nil {
+		log.Warn("cannot read the cgroup memory limit; no soft memory limit set", "err", err)
+	}
 	cfg, ok := loadConfig(c.stderr, c.configFile)
 	if !ok {
 		return 2

@@ -37,9 +37,9 @@ func benchSnapshot(locations, perLoc int) *scrape.Snapshot {
 				}
 			}
 			n++
-			loc.Devices = append(loc.Devices, dv)
+			loc.Devices = append(loc.Devices, dv.Record())
 		}
-		tr.ObserveLocation(t0, loc.ID, loc.Devices)
+		tr.ObserveRecords(t0, loc.ID, loc.Devices)
 		snap.Locations = append(snap.Locations, loc)
 	}
 	snap.Faults = tr.Faults()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -185,12 +186,12 @@ func build(snap *scrape.Snapshot, perDevice bool) []prometheus.Metric {
 		clear(combos)
 		// Carried devices are reported with their last known record: a
 		// partial list must not make devices vanish from the counts.
-		for _, devs := range [][]bikeep.Device{l.Devices, l.Carried} {
+		for _, devs := range [][]record.Device{l.Devices, l.Carried} {
 			for j := range devs {
 				d := &devs[j]
-				combos[deviceCombo{d.Type, d.Health(), d.HardwareState}]++
+				combos[deviceCombo{bikeep.DeviceType(d.TypeName()), bikeep.Health(d.HealthName()), bikeep.HardwareState(d.HardwareStateName())}]++
 				if perDevice {
-					gauge(descDeviceInfo, 1, d.ID, d.Alias, d.Code, l.ID, string(d.Type), string(d.PowerSaveStrategy))
+					gauge(descDeviceInfo, 1, d.ID, d.Alias, d.Code, l.ID, d.TypeName(), d.PowerSaveName())
 					out = appendHealthSet(out, d)
 				}
 			}
@@ -226,8 +227,8 @@ func build(snap *scrape.Snapshot, perDevice bool) []prometheus.Metric {
 
 // appendHealthSet emits the state set of a device's health: every documented
 // value (0/1) plus the device's own value when it is undocumented.
-func appendHealthSet(out []prometheus.Metric, d *bikeep.Device) []prometheus.Metric {
-	h := d.Health()
+func appendHealthSet(out []prometheus.Metric, d *record.Device) []prometheus.Metric {
+	h := bikeep.Health(d.HealthName())
 	for _, v := range []bikeep.Health{bikeep.HealthHealthy, bikeep.HealthUnhealthy, bikeep.HealthDead, bikeep.HealthLongDead} {
 		out = append(out, prometheus.MustNewConstMetric(descDeviceHealth, prometheus.GaugeValue, b2f(h == v), d.ID, string(v)))
 	}

@@ -47,23 +47,23 @@ func testSnapshot() *scrape.Snapshot {
 			{Name: "copri/never", Walks: 0},
 		},
 		Locations: []scrape.LocationStatus{
-			{ID: "L1", Name: "Vauban", Type: bikeep.LocationBikeLockers, Up: true, LastSuccess: t0, Devices: []bikeep.Device{
+			{ID: "L1", Name: "Vauban", Type: bikeep.LocationBikeLockers, Up: true, LastSuccess: t0, Devices: bikeep.Records(
 				dev("d1", "FR-01", "L1", bikeep.TypeLocker, bikeep.HealthHealthy, bikeep.HardwareNormal),
 				dev("d2", "FR-02", "L1", bikeep.TypeLocker, bikeep.HealthHealthy, bikeep.HardwareNormal),
 				dev("d3", "FR-03", "L1", bikeep.TypeLocker, bikeep.HealthDead, bikeep.HardwareNormal),
 				dev("d4", "FR-04", "L1", bikeep.TypeGuard, "", ""),
 				dev("d5", "FR-05", "L1", bikeep.TypeLocker, "ZOMBIE", bikeep.HardwareNormal),
-			}},
-			{ID: "L2", Name: "Rieselfeld", Type: bikeep.LocationBikeDocks, Up: false, LastSuccess: t0.Add(-2 * time.Minute), LastError: "500", Devices: []bikeep.Device{
+			)},
+			{ID: "L2", Name: "Rieselfeld", Type: bikeep.LocationBikeDocks, Up: false, LastSuccess: t0.Add(-2 * time.Minute), LastError: "500", Devices: bikeep.Records(
 				dev("d6", "FR-06", "L2", bikeep.TypeBikeDock, bikeep.HealthUnhealthy, bikeep.HardwareError),
-			}},
+			)},
 			{ID: "L3", Up: false, LastError: "connection refused"},
 			{ID: "L4", Name: "Stale", Type: bikeep.LocationBikeHouse, Up: false, Stale: true, LastSuccess: t0.Add(-time.Hour), LastError: "timeout",
 				UndecodableTotal: 2},
 			{ID: "L5", Name: "Partial", Type: bikeep.LocationBikeLockers, Up: true, LastSuccess: t0,
 				Undecodable: 1, UndecodableTotal: 3, DecodeError: "item 1 (id d8): wrong type",
-				Devices: []bikeep.Device{dev("d7", "FR-07", "L5", bikeep.TypeLocker, bikeep.HealthHealthy, bikeep.HardwareNormal)},
-				Carried: []bikeep.Device{dev("d8", "FR-08", "L5", bikeep.TypeLocker, bikeep.HealthUnhealthy, bikeep.HardwareNormal)},
+				Devices: bikeep.Records(dev("d7", "FR-07", "L5", bikeep.TypeLocker, bikeep.HealthHealthy, bikeep.HardwareNormal)),
+				Carried: bikeep.Records(dev("d8", "FR-08", "L5", bikeep.TypeLocker, bikeep.HealthUnhealthy, bikeep.HardwareNormal)),
 			},
 		},
 		Operators: []scrape.OperatorStatus{{

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/copri"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // fleet builds locs locations of perLoc devices; every 20th device (5 %) has
@@ -50,11 +51,15 @@ func fleet(locs, perLoc int) (ids []string, devices [][]bikeep.Device) {
 // (100,000 devices, 5 % faulty) followed by Faults(), as the scraper and
 // exporter do after each walk.
 func BenchmarkObserveFleet(b *testing.B) {
-	ids, devices := fleet(2000, 50)
+	ids, full := fleet(2000, 50)
+	devices := make([][]record.Device, len(full))
+	for i := range full {
+		devices[i] = bikeep.Records(full[i]...) // what the walk keeps
+	}
 	tr := NewTracker(params)
 	now := t0
 	for i := range ids { // warm up: steady state is what every later walk costs
-		tr.ObserveLocation(now, ids[i], devices[i])
+		tr.ObserveRecords(now, ids[i], devices[i])
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -62,7 +67,7 @@ func BenchmarkObserveFleet(b *testing.B) {
 	for b.Loop() {
 		now = now.Add(30 * time.Second)
 		for i := range ids {
-			tr.ObserveLocation(now, ids[i], devices[i])
+			tr.ObserveRecords(now, ids[i], devices[i])
 		}
 		faults = len(tr.Faults())
 	}
@@ -106,9 +111,10 @@ func BenchmarkClassifyDevice(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			buf := make([]Condition, 0, 8)
+			r := c.d.Record()
 			b.ReportAllocs()
 			for b.Loop() {
-				buf = appendConditions(buf[:0], &c.d, t0, params)
+				buf = appendConditions(buf[:0], &r, t0, params)
 			}
 		})
 	}
@@ -124,13 +130,14 @@ func TestObserveLocationSteadyStateAllocations(t *testing.T) {
 	}
 	tr := NewTracker(params)
 	now := t0
-	tr.ObserveLocation(now, "loc", ds)
+	recs := bikeep.Records(ds...) // what the walk keeps
+	tr.ObserveRecords(now, "loc", recs)
 	allocs := testing.AllocsPerRun(50, func() {
 		now = now.Add(time.Second)
-		tr.ObserveLocation(now, "loc", ds)
+		tr.ObserveRecords(now, "loc", recs)
 	})
 	if allocs != 0 {
-		t.Errorf("ObserveLocation allocates %v times per steady-state walk, want 0", allocs)
+		t.Errorf("ObserveRecords allocates %v times per steady-state walk, want 0", allocs)
 	}
 	if fs := tr.Faults(); len(fs) != 1 || fs[0].Walks != 52 {
 		t.Fatalf("faults = %+v, want b's hardware_error with Walks 52", fs)

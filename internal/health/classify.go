@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // maxDetailValue bounds how much of an undocumented vendor value is copied
@@ -14,50 +15,56 @@ const maxDetailValue = 64
 
 // ClassifyDevice returns the fault conditions visible in one observation of
 // d at now, sorted by Kind (lexicographically), before the tracker applies
-// grace. It is pure and allocates nothing for a healthy device (nil result).
+// grace. It classifies d's compact record (Classify): what fleetd keeps is
+// what it judges.
+func ClassifyDevice(d *bikeep.Device, now time.Time, p Params) []Condition {
+	r := d.Record()
+	return Classify(&r, now, p)
+}
+
+// Classify returns the fault conditions visible in one observation of the
+// record d at now, sorted by Kind (lexicographically), before the tracker
+// applies grace. It is pure and allocates nothing for a healthy device (nil
+// result).
 //
 // Only heartbeat_v2.health and heartbeat_v2.dead_since are used for health;
 // the deprecated fields (heartbeat, heartbeat_health, heartbeat_v2.sent_at …)
-// are simulated by the vendor and never looked at.
-func ClassifyDevice(d *bikeep.Device, now time.Time, p Params) []Condition {
+// are simulated by the vendor and never kept.
+func Classify(d *record.Device, now time.Time, p Params) []Condition {
 	return appendConditions(nil, d, now, p)
 }
 
-// appendConditions is ClassifyDevice appending to dst, so the tracker can
-// reuse one buffer for a whole walk. Conditions are appended in
-// lexicographic Kind order so no sort is needed.
-func appendConditions(dst []Condition, d *bikeep.Device, now time.Time, p Params) []Condition {
-	var health bikeep.Health
-	var deadSince time.Time
-	if hb := d.HeartbeatV2; hb != nil {
-		health = hb.Health
-		deadSince = hb.DeadSince.Time
-	}
+// appendConditions is Classify appending to dst, so the tracker can reuse
+// one buffer for a whole walk. Conditions are appended in lexicographic
+// Kind order so no sort is needed.
+func appendConditions(dst []Condition, d *record.Device, now time.Time, p Params) []Condition {
+	health := d.Health
+	deadSince := d.DeadSince.Time()
 	hw := d.HardwareState
 
-	if health == bikeep.HealthDead { // "dead"
+	if health == record.HealthDead { // "dead"
 		dst = append(dst, Condition{Kind: Dead, Onset: deadSince, Detail: `health="DEAD"`})
 	}
-	if hw == bikeep.HardwareError { // "hardware_error"
+	if hw == record.HardwareError { // "hardware_error"
 		dst = append(dst, Condition{Kind: HardwareError, Detail: `hardware_state="ERROR"`})
 	}
 	if lockMismatch(d) { // "lock_mismatch"
 		dst = append(dst, Condition{
 			Kind:   LockMismatch,
 			Grace:  p.LockMismatchGrace,
-			Detail: `state="` + string(d.State.Value) + `" lock_state="` + string(d.LockState) + `"`,
+			Detail: `state="` + d.StateName() + `" lock_state="` + d.LockStateName() + `"`,
 		})
 	}
-	if health == bikeep.HealthLongDead { // "long_dead"
+	if health == record.HealthLongDead { // "long_dead"
 		dst = append(dst, Condition{Kind: LongDead, Onset: deadSince, Detail: `health="LONG_DEAD"`})
 	}
-	if hw == bikeep.HardwareNotResponding { // "not_responding"
+	if hw == record.HardwareNotResponding { // "not_responding"
 		dst = append(dst, Condition{Kind: NotResponding, Detail: `hardware_state="NOT_RESPONDING"`})
 	}
 	if c, ok := stuckTransition(d, now, p); ok { // "stuck_transition"
 		dst = append(dst, c)
 	}
-	if health == bikeep.HealthUnhealthy { // "unhealthy"
+	if health == record.HealthUnhealthy { // "unhealthy"
 		dst = append(dst, Condition{Kind: Unhealthy, Detail: `health="UNHEALTHY"`})
 	}
 	if hasUnknown(d) { // "unknown_state"
@@ -71,26 +78,26 @@ func appendConditions(dst []Condition, d *bikeep.Device, now time.Time, p Params
 // vendor's state.timeout_at and state.changed_at. A hardware-only transition
 // is timed from first seen: state.changed_at then dates the logical state,
 // not the hardware transition, and would make the fault fire at once.
-func stuckTransition(d *bikeep.Device, now time.Time, p Params) (Condition, bool) {
-	sv := d.StateValue()
-	stateTrans := sv == bikeep.StateLocking || sv == bikeep.StateUnlocking
-	hwTrans := d.HardwareState == bikeep.HardwareDisabledLocking ||
-		d.HardwareState == bikeep.HardwareDisabledUnlocking
+func stuckTransition(d *record.Device, now time.Time, p Params) (Condition, bool) {
+	sv := d.State
+	stateTrans := sv == record.StateLocking || sv == record.StateUnlocking
+	hwTrans := d.HardwareState == record.HardwareDisabledLocking ||
+		d.HardwareState == record.HardwareDisabledUnlocking
 	if !stateTrans && !hwTrans {
 		return Condition{}, false
 	}
 	c := Condition{Kind: StuckTransition, Grace: p.TransitionGrace}
 	switch {
 	case stateTrans && hwTrans:
-		c.Detail = `state="` + string(sv) + `" hardware_state="` + string(d.HardwareState) + `"`
+		c.Detail = `state="` + sv.String() + `" hardware_state="` + d.HardwareState.String() + `"`
 	case stateTrans:
-		c.Detail = `state="` + string(sv) + `"`
+		c.Detail = `state="` + sv.String() + `"`
 	default:
-		c.Detail = `hardware_state="` + string(d.HardwareState) + `"`
+		c.Detail = `hardware_state="` + d.HardwareState.String() + `"`
 	}
 	if stateTrans {
-		c.Onset = d.State.ChangedAt.Time
-		if to := d.State.TimeoutAt.Time; !to.IsZero() && now.After(to) {
+		c.Onset = d.StateChangedAt.Time()
+		if to := d.StateTimeoutAt.Time(); !to.IsZero() && now.After(to) {
 			c.Grace = 0
 			c.Detail += " past timeout_at"
 		}
@@ -107,47 +114,39 @@ func stuckTransition(d *bikeep.Device, now time.Time, p Params) (Condition, bool
 // and transitions have no settled expectation. Where there is no clear
 // expectation it says no: a false lock_mismatch would make fleetd send
 // commands to a healthy lock.
-func lockMismatch(d *bikeep.Device) bool {
-	if d.State == nil {
-		return false
-	}
+func lockMismatch(d *record.Device) bool {
 	switch d.HardwareState {
-	case bikeep.HardwareDisabled, bikeep.HardwareDisabledLocking, bikeep.HardwareDisabledUnlocking:
+	case record.HardwareDisabled, record.HardwareDisabledLocking, record.HardwareDisabledUnlocking:
 		return false // operator intent: the lock is deliberately out of service
 	}
-	if d.Type == bikeep.TypeGuard {
+	switch d.Type {
+	case record.TypeGuard:
 		return false // a gateway has no lock of its own
-	}
-	if !d.Type.Known() {
+	case record.TypeNone, record.TypeOther:
 		return false // unknown (or empty) type: we cannot know whether it has a lock
 	}
-	sv := d.State.Value
-	if sv != bikeep.StateLocked && sv != bikeep.StateUnlocked {
+	sv := d.State // StateNone when state is null
+	if sv != record.StateLocked && sv != record.StateUnlocked {
 		return false
 	}
 	ls := d.LockState
-	if ls != bikeep.LockLocked && ls != bikeep.LockUnlocked {
+	if ls != record.LockLocked && ls != record.LockUnlocked {
 		return false
 	}
-	return string(sv) != string(ls)
+	return (sv == record.StateLocked) != (ls == record.LockLocked)
 }
 
 // hasUnknown is the allocation-free check behind unknown_state.
-func hasUnknown(d *bikeep.Device) bool {
-	if hb := d.HeartbeatV2; hb != nil && hb.Health != "" && !hb.Health.Known() {
-		return true
-	}
-	return (d.HardwareState != "" && !d.HardwareState.Known()) ||
-		(d.StateValue() != "" && !d.StateValue().Known()) ||
-		(d.LockState != "" && !d.LockState.Known()) ||
-		!d.SleepState.Known() || // "" is documented (awake)
-		(d.PowerSaveStrategy != "" && !d.PowerSaveStrategy.Known()) ||
-		(d.Type != "" && !d.Type.Known())
+func hasUnknown(d *record.Device) bool {
+	return d.Health == record.HealthOther || d.HardwareState == record.HardwareOther ||
+		d.State == record.StateOther || d.LockState == record.LockOther ||
+		d.SleepState == record.SleepOther || // "" is documented (awake)
+		d.PowerSave == record.PowerOther || d.Type == record.TypeOther
 }
 
 // unknownDetail names every undocumented field and its value, in a fixed
 // order, e.g. `hardware_state="QUANTUM_FLUX", type="TELEPORTER"`.
-func unknownDetail(d *bikeep.Device) string {
+func unknownDetail(d *record.Device) string {
 	var b strings.Builder
 	add := func(field, value string, known bool) {
 		if value == "" || known {
@@ -163,20 +162,17 @@ func unknownDetail(d *bikeep.Device) string {
 		b.WriteByte('=')
 		b.WriteString(strconv.Quote(value))
 	}
-	if hb := d.HeartbeatV2; hb != nil {
-		add("health", string(hb.Health), hb.Health.Known())
-	}
-	add("hardware_state", string(d.HardwareState), d.HardwareState.Known())
-	add("state", string(d.StateValue()), d.StateValue().Known())
-	add("lock_state", string(d.LockState), d.LockState.Known())
-	add("sleep_state", string(d.SleepState), d.SleepState.Known())
-	add("power_save_strategy", string(d.PowerSaveStrategy), d.PowerSaveStrategy.Known())
-	add("type", string(d.Type), d.Type.Known())
+	add("health", d.HealthName(), d.Health != record.HealthOther)
+	add("hardware_state", d.HardwareStateName(), d.HardwareState != record.HardwareOther)
+	add("state", d.StateName(), d.State != record.StateOther)
+	add("lock_state", d.LockStateName(), d.LockState != record.LockOther)
+	add("sleep_state", d.SleepStateName(), d.SleepState != record.SleepOther)
+	add("power_save_strategy", d.PowerSaveName(), d.PowerSave != record.PowerOther)
+	add("type", d.TypeName(), d.Type != record.TypeOther)
 	return b.String()
 }
 
 // isDead reports whether the device is unreachable (DEAD or LONG_DEAD).
-func isDead(d *bikeep.Device) bool {
-	h := d.Health()
-	return h == bikeep.HealthDead || h == bikeep.HealthLongDead
+func isDead(d *record.Device) bool {
+	return d.Health == record.HealthDead || d.Health == record.HealthLongDead
 }

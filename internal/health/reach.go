@@ -1,13 +1,13 @@
 package health
 
-import "github.com/fleetd/fleetd/internal/clients/bikeep"
+import "github.com/fleetd/fleetd/internal/record"
 
 // CanSync reports whether a sync-device command can reach d: its commands
 // map offers sync-device, and it is not asleep out of reach (DEEP_SLEEP with
 // LOCAL_WAKEUP power saving can only be woken on site).
-func CanSync(d *bikeep.Device) bool {
-	if !d.Supports(bikeep.CmdSyncDevice) {
+func CanSync(d *record.Device) bool {
+	if !d.Supports(record.CmdSyncDevice) {
 		return false
 	}
-	return !(d.SleepState == bikeep.SleepDeep && d.PowerSaveStrategy == bikeep.PowerLocalWakeup)
+	return !(d.SleepState == record.SleepDeep && d.PowerSave == record.PowerLocalWakeup)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/copri"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // opState is what the tracker remembers of one COPRI operator.
@@ -118,30 +119,30 @@ func (t *Tracker) ObserveOperator(now time.Time, operator string, m Match, renta
 			if mr == nil || !mr.found || mr.ambiguous {
 				continue
 			}
-			dev := &mr.rec
-			if dev.lock != bikeep.LockLocked && dev.lock != bikeep.LockUnlocked {
+			dev := mr.rec
+			if dev.LockState != record.LockLocked && dev.LockState != record.LockUnlocked {
 				continue
 			}
-			if (r.LockState == copri.LockLocked) == (dev.lock == bikeep.LockLocked) {
+			if (r.LockState == copri.LockLocked) == (dev.LockState == record.LockLocked) {
 				continue
 			}
-			e := op.devFaults[dev.id]
+			e := op.devFaults[dev.ID]
 			switch {
 			case e == nil:
 				e = &devEntry{firstSeen: now}
-				op.devFaults[dev.id] = e
+				op.devFaults[dev.ID] = e
 			case e.gen == gen:
 				continue // an earlier booking already claimed this device
 			}
 			e.cond = Condition{
 				Kind:   RentalLockMismatch,
 				Grace:  p.LockMismatchGrace,
-				Detail: `rental lock_state="` + string(r.LockState) + `" device lock_state="` + string(dev.lock) + `"`,
+				Detail: `rental lock_state="` + string(r.LockState) + `" device lock_state="` + dev.LockState.String() + `"`,
 			}
 			e.walks++
 			e.gen = gen
 			e.lastSeen = now
-			e.loc, e.alias, e.code, e.typ, e.dead = mr.loc, dev.alias, dev.code, dev.typ, dev.dead
+			e.loc, e.alias, e.code, e.typ, e.dead = mr.loc, dev.Alias, dev.Code, bikeep.DeviceType(dev.TypeName()), isDead(dev)
 			e.operator, e.bookingID = operator, r.BookingID
 		}
 	}
@@ -218,7 +219,7 @@ func rentalID(f RentalFault) string {
 
 // matchResult is the device a COPRI bike maps to.
 type matchResult struct {
-	rec       devRec
+	rec       *record.Device
 	loc       string
 	seen      time.Time
 	found     bool
@@ -230,19 +231,21 @@ type matchResult struct {
 // avoids building a fleet-wide index on every operator walk.
 func (t *Tracker) match(m Match, need map[string]*matchResult) {
 	for locID, ls := range t.locs {
-		for i := range ls.devices {
-			rec := &ls.devices[i]
-			switch m.Field {
-			case MatchAlias:
-				consider(need, rec.alias, rec, locID, ls.seen)
-			case MatchCode:
-				consider(need, rec.code, rec, locID, ls.seen)
-			case MatchHardwareID:
-				consider(need, rec.hardwareID, rec, locID, ls.seen)
-			case MatchTag:
-				for _, tag := range rec.tags {
-					if bike, ok := strings.CutPrefix(tag, m.TagPrefix); ok {
-						consider(need, bike, rec, locID, ls.seen)
+		for _, devs := range [2][]record.Device{ls.observed, ls.carried} {
+			for i := range devs {
+				rec := &devs[i]
+				switch m.Field {
+				case MatchAlias:
+					consider(need, rec.Alias, rec, locID, ls.seen)
+				case MatchCode:
+					consider(need, rec.Code, rec, locID, ls.seen)
+				case MatchHardwareID:
+					consider(need, rec.HardwareID, rec, locID, ls.seen)
+				case MatchTag:
+					for _, tag := range rec.Tags {
+						if bike, ok := strings.CutPrefix(tag, m.TagPrefix); ok {
+							consider(need, bike, rec, locID, ls.seen)
+						}
 					}
 				}
 			}
@@ -250,7 +253,7 @@ func (t *Tracker) match(m Match, need map[string]*matchResult) {
 	}
 }
 
-func consider(need map[string]*matchResult, key string, rec *devRec, loc string, seen time.Time) {
+func consider(need map[string]*matchResult, key string, rec *record.Device, loc string, seen time.Time) {
 	if key == "" {
 		return
 	}
@@ -260,12 +263,12 @@ func consider(need map[string]*matchResult, key string, rec *devRec, loc string,
 	}
 	switch {
 	case !mr.found:
-		mr.rec, mr.loc, mr.seen, mr.found = *rec, loc, seen, true
-	case mr.rec.id != rec.id:
+		mr.rec, mr.loc, mr.seen, mr.found = rec, loc, seen, true
+	case mr.rec.ID != rec.ID:
 		mr.ambiguous = true
 	case seen.After(mr.seen) || (seen.Equal(mr.seen) && loc < mr.loc):
 		// The same device listed in two locations (it moved and the old
 		// location has not been walked since): the newer listing wins.
-		mr.rec, mr.loc, mr.seen = *rec, loc, seen
+		mr.rec, mr.loc, mr.seen = rec, loc, seen
 	}
 }

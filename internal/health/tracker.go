@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // Tracker remembers fault conditions across observations: when each episode
@@ -69,24 +70,14 @@ func (e *devEntry) fault(deviceID string) Fault {
 	}
 }
 
-// devRec is what rental matching needs to know about a device. Kept per
-// location in a reused slice: copying a few string headers per device is
-// cheaper than a map and does not tie the tracker to the caller's slice.
-type devRec struct {
-	id         string
-	alias      string
-	code       string
-	hardwareID string
-	tags       []string
-	typ        bikeep.DeviceType
-	lock       bikeep.LockState
-	dead       bool
-}
-
 type locState struct {
-	seen    time.Time
-	devices []devRec
-	faults  map[devKey]*devEntry
+	seen time.Time
+	// observed and carried are the location's records of its last
+	// observation, for rental matching. Records are immutable and these are
+	// the caller's slices (shared with the snapshot): keeping them costs no
+	// copy of the fleet.
+	observed, carried []record.Device
+	faults            map[devKey]*devEntry
 }
 
 // NewTracker returns an empty tracker using p.
@@ -110,13 +101,19 @@ func (t *Tracker) SetParams(p Params) { t.p = p }
 // up here after being observed in another location carries its episodes
 // along.
 //
-// The tracker keeps the devices' strings and Tags slices (not the slice
-// itself) for rental matching; callers must not modify Tags afterwards.
+// The tracker keeps the records it is given (ObserveRecords and
+// ObservePartialRecords keep the caller's slices) for rental matching:
+// records are immutable, and callers must not modify them afterwards.
 //
 // The list must be complete: a device of the location missing from it is
 // taken as gone. For a list some of whose entries could not be read, use
 // ObservePartialLocation.
 func (t *Tracker) ObserveLocation(now time.Time, locationID string, devices []bikeep.Device) {
+	t.observe(now, locationID, bikeep.Records(devices...), nil)
+}
+
+// ObserveRecords is ObserveLocation for the compact records a walk keeps.
+func (t *Tracker) ObserveRecords(now time.Time, locationID string, devices []record.Device) {
 	t.observe(now, locationID, devices, nil)
 }
 
@@ -133,10 +130,16 @@ func (t *Tracker) ObserveLocation(now time.Time, locationID string, devices []bi
 // Deciding how long a device may be carried (remediation.forget_after) is
 // the caller's: it stops passing the device.
 func (t *Tracker) ObservePartialLocation(now time.Time, locationID string, observed, carried []bikeep.Device) {
+	t.observe(now, locationID, bikeep.Records(observed...), bikeep.Records(carried...))
+}
+
+// ObservePartialRecords is ObservePartialLocation for the compact records a
+// walk keeps.
+func (t *Tracker) ObservePartialRecords(now time.Time, locationID string, observed, carried []record.Device) {
 	t.observe(now, locationID, observed, carried)
 }
 
-func (t *Tracker) observe(now time.Time, locationID string, devices, carried []bikeep.Device) {
+func (t *Tracker) observe(now time.Time, locationID string, devices, carried []record.Device) {
 	ls := t.locs[locationID]
 	if ls == nil {
 		ls = &locState{faults: make(map[devKey]*devEntry)}
@@ -145,14 +148,9 @@ func (t *Tracker) observe(now time.Time, locationID string, devices, carried []b
 	t.gen++
 	gen := t.gen
 	ls.seen = now
-	ls.devices = slices.Grow(ls.devices[:0], len(devices))
+	ls.observed, ls.carried = devices, carried
 	for i := range devices {
 		d := &devices[i]
-		dead := isDead(d)
-		ls.devices = append(ls.devices, devRec{
-			id: d.ID, alias: d.Alias, code: d.Code, hardwareID: d.HardwareID,
-			tags: d.Tags, typ: d.Type, lock: d.LockState, dead: dead,
-		})
 		conds := appendConditions(t.buf[:0], d, now, t.p)
 		t.buf = conds[:0]
 		for _, c := range conds {
@@ -175,19 +173,14 @@ func (t *Tracker) observe(now time.Time, locationID string, devices, carried []b
 			e.gen = gen
 			e.lastSeen = now
 			e.loc = locationID
-			e.alias, e.code, e.typ, e.dead = d.Alias, d.Code, d.Type, dead
+			e.alias, e.code, e.typ, e.dead = d.Alias, d.Code, bikeep.DeviceType(d.TypeName()), isDead(d)
 			ls.faults[k] = e
 		}
 	}
 	if len(carried) > 0 {
 		keep := make(map[string]bool, len(carried))
 		for i := range carried {
-			d := &carried[i]
-			keep[d.ID] = true
-			ls.devices = append(ls.devices, devRec{
-				id: d.ID, alias: d.Alias, code: d.Code, hardwareID: d.HardwareID,
-				tags: d.Tags, typ: d.Type, lock: d.LockState, dead: isDead(d),
-			})
+			keep[carried[i].ID] = true
 		}
 		for k, e := range ls.faults {
 			if e.gen != gen && keep[k.id] {
@@ -195,9 +188,6 @@ func (t *Tracker) observe(now time.Time, locationID string, devices, carried []b
 			}
 		}
 	}
-	// Drop references to devices gone from the listing, so their strings can
-	// be collected.
-	clear(ls.devices[len(ls.devices):cap(ls.devices)])
 	for k, e := range ls.faults {
 		if e.gen != gen {
 			delete(ls.faults, k)

@@ -40,6 +40,9 @@ type StormStatus struct {
 	// BelowSince is when the ratio fell back to the limit; the storm ends
 	// once it has stayed there for storm.cooldown. Absent while over.
 	BelowSince *time.Time `json:"below_since,omitempty"`
+	// Ratio is the faulty share of the scope's devices at the latest walk
+	// that measured it (0 until one has, after a restart).
+	Ratio float64 `json:"ratio"`
 }
 
 // CommandStatus is one command in flight.
@@ -90,7 +93,7 @@ func (e *Engine) Status() Status {
 		s.PausedReason, s.PausedSince = e.pause.Reason, &since
 	}
 	stormStatus := func(scope string, st *storm) StormStatus {
-		ss := StormStatus{Scope: scope, Since: st.Since}
+		ss := StormStatus{Scope: scope, Since: st.Since, Ratio: st.Last.Ratio()}
 		if !st.BelowSince.IsZero() {
 			b := st.BelowSince
 			ss.BelowSince = &b

@@ -39,7 +39,7 @@ func BenchmarkDecisionPass(b *testing.B) {
 		loc := scrape.LocationStatus{ID: fmt.Sprintf("loc-%04d", li), Up: true, LastSuccess: now}
 		for di := range 50 {
 			d := device(fmt.Sprintf("%s-dev-%02d", loc.ID, di), loc.ID)
-			loc.Devices = append(loc.Devices, d)
+			loc.Devices = append(loc.Devices, d.Record())
 			if n := li*50 + di; n%20 == 0 { // 5 %
 				k := kinds[(n/20)%len(kinds)]
 				f := health.Fault{Kind: k, DeviceID: d.ID, Alias: d.Alias, LocationID: loc.ID, DeviceType: d.Type,

@@ -17,6 +17,7 @@ import (
 	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/remediate/policy"
 	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
@@ -432,7 +433,7 @@ func (e *Engine) Request(ctx context.Context, r Request) Decision {
 	if f != nil && r.LocationID != "" && f.LocationID != r.LocationID {
 		f = nil // the alert is about a device we see elsewhere: not this fault
 	}
-	var dev *bikeep.Device
+	var dev *record.Device
 	loc := r.LocationID
 	if f != nil {
 		loc = f.LocationID
@@ -461,7 +462,7 @@ func (e *Engine) passLocked(now time.Time) passCtx {
 // decideLocked runs the gates for one fault and acts on the outcome. f is
 // nil when the fault is not active in the latest snapshot; dev is nil when
 // the device is not in it.
-func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault, dev *bikeep.Device,
+func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault, dev *record.Device,
 	deviceID, locationID string, kind health.FaultKind, source string) Decision {
 	d := Decision{Time: pc.now, DeviceID: deviceID, LocationID: locationID, Fault: kind, Source: source}
 	switch {
@@ -499,7 +500,7 @@ func (e *Engine) decideLocked(ctx context.Context, pc *passCtx, f *health.Fault,
 
 // inputLocked fills the gates' input for the fault of d from the engine's
 // state; the gates themselves are policy.Gates.
-func (e *Engine) inputLocked(pc *passCtx, f *health.Fault, dev *bikeep.Device, ep *episodeRecord, d *Decision) *policy.Input {
+func (e *Engine) inputLocked(pc *passCtx, f *health.Fault, dev *record.Device, ep *episodeRecord, d *Decision) *policy.Input {
 	in := &e.in
 	*in = policy.Input{
 		Rules: e.rules, Now: pc.now, Source: d.Source, Kind: d.Fault, LocationID: d.LocationID,
@@ -649,7 +650,7 @@ func findLocation(snap *scrape.Snapshot, id string) *scrape.LocationStatus {
 	return &snap.Locations[i]
 }
 
-func findDevice(loc *scrape.LocationStatus, id string) *bikeep.Device {
+func findDevice(loc *scrape.LocationStatus, id string) *record.Device {
 	for i := range loc.Devices {
 		if loc.Devices[i].ID == id {
 			return &loc.Devices[i]
@@ -727,7 +728,6 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []store.Op
 // stormsLocked measures the faulty ratio per Up location and fleet-wide and
 // steps the storm state machines.
 func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []store.Op) []store.Op {
-	p := e.policy.Storm
 	clear(e.faulty)
 	var prevLoc, prevDev string
 	for i := range snap.Faults {
@@ -753,18 +753,17 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 		if e.fleet != nil {
 			e.locCounts[loc.ID] = cluster.Count{Devices: n, Faulty: bad}
 		}
-		over := policy.Over(bad, n, p)
 		if e.storms[loc.ID] != nil {
 			seen++
 		}
-		ops = e.stepStormLocked(ctx, now, loc.ID, over, bad, n, ops)
+		ops = e.stepStormLocked(ctx, now, loc.ID, policy.Measure{Faulty: bad, Devices: n}, ops)
 	}
 	if seen < len(e.storms) {
 		// A location gone from the snapshot has no faults to measure: its
 		// storm winds down through the normal hold-below period.
 		for id := range e.storms {
 			if findLocation(snap, id) == nil {
-				ops = e.stepStormLocked(ctx, now, id, false, 0, 0, ops)
+				ops = e.stepStormLocked(ctx, now, id, policy.Measure{}, ops)
 			}
 		}
 	}
@@ -773,12 +772,11 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 		clear(e.locCounts)
 		fleetDevices, fleetFaulty = c.Devices, c.Faulty
 	}
-	over := policy.Over(fleetFaulty, fleetDevices, p)
-	return e.stepStormLocked(ctx, now, "", over, fleetFaulty, fleetDevices, ops)
+	return e.stepStormLocked(ctx, now, "", policy.Measure{Faulty: fleetFaulty, Devices: fleetDevices}, ops)
 }
 
 // stepStormLocked advances one scope's storm ("" = fleet).
-func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, over bool, bad, n int, ops []store.Op) []store.Op {
+func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID string, m policy.Measure, ops []store.Op) []store.Op {
 	s, scope := e.fleetStorm, fleetScope
 	if locationID != "" {
 		s, scope = e.storms[locationID], locationID
@@ -795,7 +793,7 @@ func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID 
 	if s != nil {
 		cur = *s
 	}
-	next, ev := cur.Step(now, over, e.policy.Storm.Cooldown)
+	next, ev := cur.Step(now, m, e.policy.Storm)
 	switch ev {
 	case policy.StormStarted:
 		started := next // only a new storm is allocated: this runs per location per walk
@@ -803,7 +801,7 @@ func (e *Engine) stepStormLocked(ctx context.Context, now time.Time, locationID 
 		k := key()
 		ops = append(ops, store.PutStorm(stormRecord{Scope: k, Since: now}))
 		e.log.LogAttrs(ctx, slog.LevelWarn, "remediation storm started: no new commands in this scope",
-			slog.String("scope", scope), slog.Int("faulty_devices", bad), slog.Int("devices", n),
+			slog.String("scope", scope), slog.Int("faulty_devices", m.Faulty), slog.Int("devices", m.Devices),
 			slog.Float64("max_faulty_ratio", e.policy.Storm.MaxFaultyRatio))
 	case policy.StormEnded:
 		ops = e.endStormLocked(ctx, now, cur, locationID, scope, key(), ops)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/remediate/policy"
 	"github.com/fleetd/fleetd/internal/remediate/store"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
@@ -28,25 +29,11 @@ func (e *Engine) forgetAfter() time.Duration {
 	return defaultForgetAfter
 }
 
-// evidence is what the latest walk proves about a device and one fault.
-type evidence int
-
-const (
-	// evUnknown: nothing — the location is down, its list partial, or the
-	// device was not in it while the list may be incomplete.
-	evUnknown evidence = iota
-	// evFaulty: the fault is active on an Up location.
-	evFaulty
-	// evHealthy: the device is in its location's complete list without the fault.
-	evHealthy
-	// evAbsent: the device is missing from a complete list of its location,
-	// or the location itself is gone from a successful walk.
-	evAbsent
-)
-
-func (e *Engine) evidenceLocked(snap *scrape.Snapshot, k faultKey, locationID string) evidence {
+// evidenceLocked says what the latest walk proves about a device and one
+// of its faults.
+func (e *Engine) evidenceLocked(snap *scrape.Snapshot, k faultKey, locationID string) policy.Evidence {
 	if e.active[k] != nil {
-		return evFaulty
+		return policy.EvidenceFaulty
 	}
 	loc := findLocation(snap, locationID)
 	switch {
@@ -54,20 +41,20 @@ func (e *Engine) evidenceLocked(snap *scrape.Snapshot, k faultKey, locationID st
 		// With replicas a location is missing from the snapshot when this
 		// replica did not own it at the walk (it may have just gained it):
 		// that says nothing about the location.
-		return evUnknown
+		return policy.EvidenceNone
 	case loc == nil:
 		if src, ok := snap.Source(scrape.SourceBikeep); ok && src.Up {
-			return evAbsent
+			return policy.EvidenceAbsent
 		}
-		return evUnknown
+		return policy.EvidenceNone
 	case !loc.Complete():
 		// Down, or a partial list: DESIGN.md lets only a complete list end
 		// an episode, whether the device shows in it or not.
-		return evUnknown
+		return policy.EvidenceNone
 	case findDevice(loc, k.DeviceID) != nil:
-		return evHealthy
+		return policy.EvidenceHealthy
 	}
-	return evAbsent
+	return policy.EvidenceAbsent
 }
 
 // endEpisodesLocked ends the episodes the latest walk proves over and keeps
@@ -75,22 +62,15 @@ func (e *Engine) evidenceLocked(snap *scrape.Snapshot, k faultKey, locationID st
 // a glitch restarts the forget_after clock).
 func (e *Engine) endEpisodesLocked(ctx context.Context, now time.Time, snap *scrape.Snapshot, ops []store.Op) []store.Op {
 	for k, ep := range e.episodes {
-		switch e.evidenceLocked(snap, k, ep.LocationID) {
-		case evFaulty:
-			if !ep.AbsentSince.IsZero() {
-				ep.AbsentSince = time.Time{}
-				ops = append(ops, store.PutEpisode(*ep))
-			}
-		case evHealthy:
+		next, ev := policy.Episode{AbsentSince: ep.AbsentSince}.Step(e.evidenceLocked(snap, k, ep.LocationID), now, e.forgetAfter())
+		switch ev {
+		case policy.EpisodeMoved:
+			ep.AbsentSince = next.AbsentSince
+			ops = append(ops, store.PutEpisode(*ep))
+		case policy.EpisodeCured:
 			ops = e.endEpisodeLocked(ctx, k, ep, "observed without the fault", ops)
-		case evAbsent:
-			switch {
-			case ep.AbsentSince.IsZero():
-				ep.AbsentSince = now
-				ops = append(ops, store.PutEpisode(*ep))
-			case now.Sub(ep.AbsentSince) >= e.forgetAfter():
-				ops = e.endEpisodeLocked(ctx, k, ep, "absent from complete lists for forget_after", ops)
-			}
+		case policy.EpisodeForgotten:
+			ops = e.endEpisodeLocked(ctx, k, ep, "absent from complete lists for forget_after", ops)
 		}
 	}
 	return ops

@@ -366,7 +366,7 @@ func (f *fleet) snap(now time.Time) *scrape.Snapshot {
 		ls := scrape.LocationStatus{ID: l.id, Up: l.up, Undecodable: l.undecodable}
 		for _, d := range l.devices {
 			if !l.hidden[d.ID] {
-				ls.Devices = append(ls.Devices, d)
+				ls.Devices = append(ls.Devices, d.Record())
 			}
 		}
 		if l.up {

@@ -1,12 +1,15 @@
 package remediate
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate/policy"
 )
 
@@ -58,4 +61,25 @@ func labelValue(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestStormRatioInStatus: a storm reports the ratio the engine measured,
+// so a page need not measure it again.
+func TestStormRatioInStatus(t *testing.T) {
+	v := newEnv(t, nil) // storm: 0.25 of at least 8 devices
+	f := newFleet(map[string]int{"L1": 10, "L2": 40})
+	for i := range 4 {
+		f.fault("L1", i, health.Unhealthy, t0.Add(-time.Hour), 5)
+	}
+	v.e.Observe(context.Background(), f.snap(t0))
+	st := v.e.Status()
+	if len(st.Storms) != 1 || st.Storms[0].Scope != "L1" || st.Storms[0].Ratio != 0.4 {
+		t.Fatalf("storms %+v, want L1 at 0.4", st.Storms)
+	}
+	f.clearFaults("L1")
+	f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 5)
+	v.e.Observe(context.Background(), f.snap(t0.Add(time.Minute)))
+	if st := v.e.Status(); len(st.Storms) != 1 || st.Storms[0].Ratio != 0.1 || st.Storms[0].BelowSince == nil {
+		t.Fatalf("storms %+v, want L1 holding below at 0.1", st.Storms)
+	}
 }

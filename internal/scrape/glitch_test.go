@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -78,7 +79,7 @@ func faultEpisodes(fs []health.Fault) []string {
 	return out
 }
 
-func deviceIDs(ds []bikeep.Device) []string {
+func deviceIDs(ds []record.Device) []string {
 	ids := []string{}
 	for _, d := range ds {
 		ids = append(ids, d.ID)

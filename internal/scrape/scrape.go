@@ -26,12 +26,21 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/copri"
 	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // DeviceAPI is the part of the Bikeep client a device walk needs.
 type DeviceAPI interface {
 	ListLocations(ctx context.Context) ([]bikeep.Location, error)
 	ListLocationDevices(ctx context.Context, locationID string) ([]bikeep.Device, error)
+}
+
+// RecordAPI is implemented by clients that decode a device list straight
+// into compact records (bikeep.Client does), sharing what did not change
+// with prev, the location's records from the previous walk. The walk uses
+// it when the DeviceAPI offers it; otherwise full devices are compacted.
+type RecordAPI interface {
+	WalkLocationDevices(ctx context.Context, locationID string, prev []record.Device) ([]record.Device, error)
 }
 
 // RentalAPI is the part of a COPRI client a rental walk needs. The client
@@ -99,7 +108,6 @@ type Scraper struct {
 	// on separate schedules and may overlap each other (never themselves).
 	mu        sync.Mutex
 	tracker   *health.Tracker
-	compact   *compactor
 	sources   map[string]*SourceStatus
 	locations map[string]*LocationStatus
 	operators map[string]*OperatorStatus
@@ -128,7 +136,6 @@ func New(opts Options) (*Scraper, error) {
 		log:       opts.Logger,
 		now:       opts.Now,
 		tracker:   health.NewTracker(opts.Health),
-		compact:   newCompactor(),
 		sources:   map[string]*SourceStatus{SourceBikeep: {Name: SourceBikeep}},
 		locations: map[string]*LocationStatus{},
 		operators: map[string]*OperatorStatus{},
@@ -241,7 +248,7 @@ func (s *Scraper) Ready() bool { return s.deviceWalked.Load() }
 
 type locationResult struct {
 	id      string
-	devices []bikeep.Device
+	devices []record.Device
 	err     error
 	// partial is a decode problem with some devices; the others are good.
 	partial error
@@ -277,7 +284,7 @@ func (s *Scraper) WalkDevices(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 	}
-	results := s.fetchLocations(ctx, o, ids)
+	results := s.fetchLocations(ctx, o, ids, s.previousDevices(ids))
 	end := s.now()
 	snap, walkErr := s.applyDeviceWalk(o, start, end, results, discovered, discErr, owned)
 	if o.OnPublish != nil {
@@ -321,11 +328,11 @@ func (s *Scraper) applyDeviceWalk(o *Options, start, end time.Time, results []lo
 				"location_id", r.id, "undecodable", r.undecodable, "carried", len(carried), "err", r.partial)
 			loc.Carried, loc.Undecodable, loc.DecodeError = carried, r.undecodable, r.decodeErr
 			loc.UndecodableTotal += uint64(r.undecodable)
-			s.tracker.ObservePartialLocation(end, r.id, r.devices, carried)
+			s.tracker.ObservePartialRecords(end, r.id, r.devices, carried)
 		} else {
 			loc.Carried, loc.Undecodable, loc.DecodeError = nil, 0, ""
 			delete(s.carriedSeen, r.id)
-			s.tracker.ObserveLocation(end, r.id, r.devices)
+			s.tracker.ObserveRecords(end, r.id, r.devices)
 		}
 		loc.Up, loc.LastSuccess, loc.LastError, loc.Stale = true, end, "", false
 		loc.FailingSince = time.Time{}
@@ -405,11 +412,11 @@ func readByWalk(results []locationResult) map[string]bool {
 // their last known record: those of loc's previous list (read at
 // loc.LastSuccess) or already carried, not read by this walk, and read
 // within o.ForgetAfter. It records when each was last read.
-func (s *Scraper) carryLocked(o *Options, loc *LocationStatus, r locationResult, now time.Time, read map[string]bool) []bikeep.Device {
+func (s *Scraper) carryLocked(o *Options, loc *LocationStatus, r locationResult, now time.Time, read map[string]bool) []record.Device {
 	prevSeen := s.carriedSeen[loc.ID]
 	seen := make(map[string]time.Time)
-	var carried []bikeep.Device
-	consider := func(d *bikeep.Device, at time.Time) {
+	var carried []record.Device
+	consider := func(d *record.Device, at time.Time) {
 		if read[d.ID] || (o.ForgetAfter > 0 && now.Sub(at) > o.ForgetAfter) {
 			return
 		}
@@ -482,8 +489,22 @@ func (s *Scraper) requestContext(ctx context.Context, d time.Duration) (context.
 	return context.WithTimeout(ctx, d)
 }
 
+// previousDevices returns each location's last good records, for the
+// decoder to share what did not change.
+func (s *Scraper) previousDevices(ids []string) [][]record.Device {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := make([][]record.Device, len(ids))
+	for i, id := range ids {
+		if l := s.locations[id]; l != nil {
+			prev[i] = l.Devices
+		}
+	}
+	return prev
+}
+
 // fetchLocations gets every location's devices with bounded concurrency.
-func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string) []locationResult {
+func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string, prev [][]record.Device) []locationResult {
 	results := make([]locationResult, len(ids))
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -493,7 +514,7 @@ func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string) 
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				results[i] = s.fetchLocation(ctx, o, ids[i])
+				results[i] = s.fetchLocation(ctx, o, ids[i], prev[i])
 			}
 		}()
 	}
@@ -505,7 +526,7 @@ func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string) 
 	return results
 }
 
-func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r locationResult) {
+func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string, prev []record.Device) (r locationResult) {
 	r.id = id
 	// A panic in a worker goroutine would escape the scheduler's recovery and
 	// end the process; make it this location's failure instead.
@@ -520,11 +541,19 @@ func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r l
 	}
 	rctx, cancel := s.requestContext(ctx, o.RequestTimeout)
 	defer cancel()
-	devices, err := o.Devices.ListLocationDevices(rctx, id)
+	var (
+		devices []record.Device
+		err     error
+	)
+	if api, ok := o.Devices.(RecordAPI); ok {
+		devices, err = api.WalkLocationDevices(rctx, id, prev)
+	} else {
+		devices, err = compactDevices(o.Devices.ListLocationDevices(rctx, id))
+	}
 	var partial *bikeep.PartialDecodeError
 	switch {
 	case errors.As(err, &partial):
-		r.devices, r.partial = s.compact.devices(devices), err
+		r.devices, r.partial = devices, err
 		r.undecodable = max(len(partial.Bad), 1)
 		if len(partial.Bad) > 0 {
 			r.decodeErr, _ = limits.Text(partial.Bad[0].Error(), maxDecodeError)
@@ -534,7 +563,7 @@ func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r l
 	case err != nil:
 		r.err = err
 	default:
-		r.devices = s.compact.devices(devices)
+		r.devices = devices
 	}
 	if r.err == nil {
 		r.dropBlank()
@@ -542,11 +571,43 @@ func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string) (r l
 	return r
 }
 
+// compactDevices turns a full device list into records with the walk's
+// checks (Device.Compact): a device whose id fails them is undecodable,
+// like one the streaming decoder refuses.
+func compactDevices(devs []bikeep.Device, err error) ([]record.Device, error) {
+	var partial *bikeep.PartialDecodeError
+	if err != nil && !errors.As(err, &partial) {
+		return nil, err
+	}
+	out := make([]record.Device, 0, len(devs))
+	var bad []bikeep.ItemError
+	for i := range devs {
+		c, cerr := devs[i].Compact()
+		if cerr != nil {
+			bad = append(bad, bikeep.ItemError{Index: i, Err: cerr})
+			continue
+		}
+		out = append(out, c)
+	}
+	if len(bad) == 0 {
+		return out, err
+	}
+	if partial == nil {
+		partial = &bikeep.PartialDecodeError{Route: bikeep.RouteLocationDevices, Total: len(devs)}
+	} else {
+		p := *partial
+		partial = &p
+	}
+	partial.Bad = append(slices.Clone(partial.Bad), bad...)
+	return out, partial
+}
+
 // blank reports whether a decoded device record carries none of the fields
 // its health is judged by, as a record cut short by the vendor does: it
 // would classify as faultless, and is no evidence of that.
-func blank(d *bikeep.Device) bool {
-	return d.Type == "" && d.State == nil && d.LockState == "" && d.HardwareState == "" && d.HeartbeatV2 == nil
+func blank(d *record.Device) bool {
+	return d.Type == record.TypeNone && !d.HasState && d.LockState == record.LockNone &&
+		d.HardwareState == record.HardwareNone && !d.HasHeartbeat
 }
 
 // dropBlank takes blank records out of the list and counts them as
@@ -567,7 +628,7 @@ func (r *locationResult) dropBlank() {
 	}
 	id, _ := limits.Text(r.devices[first].ID, 64)
 	err := fmt.Errorf("%d device record(s) without type, state, lock_state, hardware_state or heartbeat_v2, the first with id %q", n, id)
-	kept := make([]bikeep.Device, 0, len(r.devices)-n)
+	kept := make([]record.Device, 0, len(r.devices)-n)
 	for i := range r.devices {
 		if !blank(&r.devices[i]) {
 			kept = append(kept, r.devices[i])

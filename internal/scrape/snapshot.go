@@ -8,6 +8,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/clients/copri"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // SourceBikeep is the source name of the Bikeep device walk. COPRI operators
@@ -91,14 +92,16 @@ type LocationStatus struct {
 	// Devices are the devices read from the location's last list, at
 	// LastSuccess: when Up, exactly the devices observed by this walk; when
 	// down, those of the last walk that returned a list. Nil when stale or
-	// never walked. Never includes Carried.
-	Devices []bikeep.Device
+	// never walked. Never includes Carried. They are compact records;
+	// consecutive snapshots share the slice of a location whose devices did
+	// not change.
+	Devices []record.Device
 	// Carried are devices not in the last list, which was partial, that
 	// were in an earlier one: last known records, not observations. A device
 	// is carried until it is read again, a complete list lacks it, or it has
 	// not been read for remediation.forget_after. Nil after a complete list;
 	// kept as it was when the location fails.
-	Carried []bikeep.Device
+	Carried []record.Device
 	// Undecodable is the number of entries of the last list that could not
 	// be decoded; > 0 makes the location partial. 0 when the last walk
 	// failed (LastError says why) or the list was complete.
@@ -141,14 +144,14 @@ func (s *Snapshot) Source(name string) (SourceStatus, bool) {
 // Device finds a device of a non-stale location by id, among its Devices
 // and then its Carried (last known records). Locations are sorted by ID, so
 // callers may look up every fault of a large fleet.
-func (s *Snapshot) Device(locationID, deviceID string) (*bikeep.Device, bool) {
+func (s *Snapshot) Device(locationID, deviceID string) (*record.Device, bool) {
 	i, ok := slices.BinarySearchFunc(s.Locations, locationID, func(l LocationStatus, id string) int {
 		return strings.Compare(l.ID, id)
 	})
 	if !ok {
 		return nil, false
 	}
-	for _, devs := range [][]bikeep.Device{s.Locations[i].Devices, s.Locations[i].Carried} {
+	for _, devs := range [][]record.Device{s.Locations[i].Devices, s.Locations[i].Carried} {
 		for j := range devs {
 			if devs[j].ID == deviceID {
 				return &devs[j], true

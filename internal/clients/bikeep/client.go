@@ -53,6 +53,8 @@ type Client struct {
 	inst      Instrumenter
 	log       *slog.Logger
 	userAgent string
+	// lists decodes device-list bodies as they stream in (WalkLocationDevices).
+	lists *ListDecoder
 }
 
 type config struct {
@@ -200,6 +202,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		base:      strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"),
 		http:      hc,
 		maxBody:   hc.MaxBodyBytes(),
+		lists:     NewListDecoder(hc.MaxBodyBytes(), hc.Instrumenter().ObserveTruncated),
 		inst:      hc.Instrumenter(),
 		log:       cfg.http.Logger,
 		userAgent: cfg.userAgent,
@@ -303,6 +306,12 @@ func (c *Client) handle(resp *http.Response, cl call, tok string, v any) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		err := c.responseError(resp, cl, tok)
 		return c.ambiguousIf(cl, resp.StatusCode >= 500, err)
+	}
+	if sd, ok := v.(bodyDecoder); ok { // device lists: decoded as they stream in
+		if resp.ContentLength > c.maxBody {
+			return &BodyTooLargeError{Limit: c.maxBody, Route: cl.route}
+		}
+		return sd.decodeBody(resp.Body, func(err error) error { return c.wrap(cl, err) })
 	}
 	b, err := c.readBody(resp, cl)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/limits"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/secret"
 )
 
@@ -231,6 +232,12 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		shown, _ := limits.Text(s, 64) // the value ends up in a log line
 		return fmt.Errorf("timestamp %q: not RFC 3339", shown)
+	}
+	if !record.Representable(v) {
+		// Before 1970 or after 2262: vendor garbage, and beyond what the
+		// fleet's integer timestamps hold.
+		shown, _ := limits.Text(s, 64)
+		return fmt.Errorf("timestamp %q: %w", shown, errTimeRange)
 	}
 	t.Time = v
 	return nil

@@ -4,8 +4,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // Explanation says what would happen to a fault, and why: the verdict and
@@ -37,7 +37,7 @@ func (x Explanation) Refuses(reason string) bool { return slices.Contains(x.Refu
 // would decide it on a walk: not paused, no storm, nothing in flight or
 // remembered, a full token bucket. `fleetd once` asks it why a fault needs
 // a human; the engine decides by the same table with its state filled in.
-func Explain(r *Rules, f *health.Fault, dev *bikeep.Device, now time.Time) Explanation {
+func Explain(r *Rules, f *health.Fault, dev *record.Device, now time.Time) Explanation {
 	in := Input{Rules: r, Now: now, Source: SourceWalk, Kind: f.Kind, LocationID: f.LocationID,
 		Fault: f, Device: dev, Blackout: r.BlackoutAt(now), Tokens: 1}
 	return NewTable().Explain(&in)

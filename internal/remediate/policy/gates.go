@@ -3,9 +3,9 @@ package policy
 import (
 	"time"
 
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // Decision sources.
@@ -85,7 +85,7 @@ type Input struct {
 	// Fault is nil when the fault is not active in the latest snapshot of
 	// an Up location; Device is nil when the device is not in it.
 	Fault  *health.Fault
-	Device *bikeep.Device
+	Device *record.Device
 	// Paused: an operator paused remediation. Blackout: a blackout window
 	// is open. Storm: the fleet or this fault's location is in a storm.
 	// Stopped: the engine has shut down.

@@ -12,6 +12,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/remediation-gates.md from the gate table")
@@ -23,8 +24,8 @@ var t0 = time.Date(2025, 6, 15, 12, 0, 0, 0, time.UTC)
 // offers sync-device, a full token bucket and no shared state.
 func passing() *Input {
 	p := config.Default().Remediation
-	dev := &bikeep.Device{ID: "d1", Type: bikeep.TypeLocker, Tags: []string{"zone-a"},
-		Commands: map[string]string{bikeep.CmdSyncDevice: "/c"}}
+	dev := &record.Device{ID: "d1", Type: record.TypeLocker, Tags: []string{"zone-a"},
+		Commands: record.AddCommand(0, record.CmdSyncDevice)}
 	f := &health.Fault{Kind: health.HardwareError, DeviceID: "d1", LocationID: "L1", DeviceType: bikeep.TypeLocker,
 		Recoverable: true, FirstSeen: t0.Add(-10 * time.Minute), Walks: 3}
 	return &Input{Rules: Compile(p), Now: t0, Source: SourceWalk, Kind: f.Kind, LocationID: "L1",
@@ -70,9 +71,9 @@ func TestGateTable(t *testing.T) {
 		{"device not in the snapshot", func(in *Input) { in.Device = nil }, ReasonNotActive},
 		{"kind not recoverable, not active", func(in *Input) { in.Kind, in.Fault = health.Dead, nil }, ReasonNotRecoverable},
 		{"device dead", func(in *Input) { in.Fault.Recoverable = false }, ReasonNotRecoverable},
-		{"no sync-device", func(in *Input) { in.Device.Commands = map[string]string{bikeep.CmdLock: "/c"} }, ReasonUnsupported},
+		{"no sync-device", func(in *Input) { in.Device.Commands = record.AddCommand(0, record.CmdLock) }, ReasonUnsupported},
 		{"deep sleep, local wakeup", func(in *Input) {
-			in.Device.SleepState, in.Device.PowerSaveStrategy = bikeep.SleepDeep, bikeep.PowerLocalWakeup
+			in.Device.SleepState, in.Device.PowerSave = record.SleepDeep, record.PowerLocalWakeup
 		}, ReasonUnsupported},
 		{"just under min_fault_age", func(in *Input) { in.Fault.FirstSeen = t0.Add(-2*time.Minute + time.Nanosecond) }, ReasonTooYoung},
 		{"exactly min_fault_age", func(in *Input) { in.Fault.FirstSeen = t0.Add(-2 * time.Minute) }, ""},
@@ -99,8 +100,8 @@ func TestGateTable(t *testing.T) {
 			withRules(func(p *config.Remediation) { p.Exclude.Locations = []string{"L1"} })(in)
 			in.Blackout = true
 		}, ReasonBlackout},
-		{"not recoverable before unsupported", func(in *Input) { in.Fault.Recoverable, in.Device.Commands = false, nil }, ReasonNotRecoverable},
-		{"unsupported before too young", func(in *Input) { in.Fault.Walks, in.Device.Commands = 1, nil }, ReasonUnsupported},
+		{"not recoverable before unsupported", func(in *Input) { in.Fault.Recoverable, in.Device.Commands = false, 0 }, ReasonNotRecoverable},
+		{"unsupported before too young", func(in *Input) { in.Fault.Walks, in.Device.Commands = 1, 0 }, ReasonUnsupported},
 		{"too young before storm", func(in *Input) { in.Fault.Walks, in.Storm = 1, true }, ReasonTooYoung},
 		{"storm before in flight", func(in *Input) { in.Storm, in.Shared.DeviceInFlight = true, true }, ReasonStorm},
 		{"in flight before cooldown", func(in *Input) { in.Shared.DeviceInFlight, in.Shared.LastSend = true, t0 }, ReasonInFlight},
@@ -202,7 +203,7 @@ func TestGateTableWellFormed(t *testing.T) {
 // TestExplain: every refusing gate is listed, the first is the verdict.
 func TestExplain(t *testing.T) {
 	in := passing()
-	in.Device.Commands = nil
+	in.Device.Commands = 0
 	in.Device.Tags = append(in.Device.Tags, config.NoAutoRemediationTag)
 	in.Fault.Walks = 1
 	in.Rules = Compile(func() config.Remediation { p := in.Rules.Remediation; p.Enabled = false; return p }())
@@ -221,9 +222,10 @@ func TestExplain(t *testing.T) {
 
 func TestStormStep(t *testing.T) {
 	const cd = 10 * time.Minute
+	over, calm := Measure{Faulty: 3, Devices: 10}, Measure{Faulty: 2, Devices: 10} // limit 0.25
 	type step struct {
 		at   time.Duration
-		over bool
+		m    Measure
 		want StormEvent
 		// active after the step
 		active bool
@@ -233,40 +235,43 @@ func TestStormStep(t *testing.T) {
 		cooldown time.Duration
 		steps    []step
 	}{
-		{"calm stays calm", cd, []step{{0, false, StormUnchanged, false}}},
-		{"starts at once", cd, []step{{0, true, StormStarted, true}, {time.Minute, true, StormUnchanged, true}}},
+		{"calm stays calm", cd, []step{{0, calm, StormUnchanged, false}}},
+		{"starts at once", cd, []step{{0, over, StormStarted, true}, {time.Minute, over, StormUnchanged, true}}},
 		{"holds below for the cooldown", cd, []step{
-			{0, true, StormStarted, true}, {time.Minute, false, StormUnchanged, true},
-			{time.Minute + cd - 1, false, StormUnchanged, true}, {time.Minute + cd, false, StormEnded, false}}},
+			{0, over, StormStarted, true}, {time.Minute, calm, StormUnchanged, true},
+			{time.Minute + cd - 1, calm, StormUnchanged, true}, {time.Minute + cd, calm, StormEnded, false}}},
 		{"over again restarts the hold", cd, []step{
-			{0, true, StormStarted, true}, {time.Minute, false, StormUnchanged, true},
-			{5 * time.Minute, true, StormUnchanged, true}, {6 * time.Minute, false, StormUnchanged, true},
-			{time.Minute + cd, false, StormUnchanged, true}, {6*time.Minute + cd, false, StormEnded, false}}},
-		{"zero cooldown ends on the first calm walk", 0, []step{{0, true, StormStarted, true}, {time.Second, false, StormEnded, false}}},
+			{0, over, StormStarted, true}, {time.Minute, calm, StormUnchanged, true},
+			{5 * time.Minute, over, StormUnchanged, true}, {6 * time.Minute, calm, StormUnchanged, true},
+			{time.Minute + cd, calm, StormUnchanged, true}, {6*time.Minute + cd, calm, StormEnded, false}}},
+		{"zero cooldown ends on the first calm walk", 0, []step{{0, over, StormStarted, true}, {time.Second, calm, StormEnded, false}}},
+		{"too few devices never storm", cd, []step{{0, Measure{Faulty: 7, Devices: 7}, StormUnchanged, false}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			c := config.Storm{MaxFaultyRatio: 0.25, MinDevices: 8, Cooldown: tc.cooldown}
 			var s Storm
 			for i, st := range tc.steps {
 				var ev StormEvent
-				s, ev = s.Step(t0.Add(st.at), st.over, tc.cooldown)
-				if ev != st.want || s.Active() != st.active {
-					t.Fatalf("step %d: event %v active %v, want %v %v", i, ev, s.Active(), st.want, st.active)
+				s, ev = s.Step(t0.Add(st.at), st.m, c)
+				if ev != st.want || s.Active() != st.active || s.Last != st.m {
+					t.Fatalf("step %d: event %v active %v last %+v, want %v %v %+v", i, ev, s.Active(), s.Last, st.want, st.active, st.m)
 				}
 			}
 		})
 	}
 }
 
-func TestOver(t *testing.T) {
+func TestMeasure(t *testing.T) {
 	c := config.Storm{MaxFaultyRatio: 0.25, MinDevices: 8}
 	tests := []struct {
-		faulty, devices int
-		want            bool
-	}{{5, 20, false}, {6, 20, true}, {7, 7, false}, {3, 8, true}, {0, 0, false}}
+		m     Measure
+		ratio float64
+		over  bool
+	}{{Measure{5, 20}, 0.25, false}, {Measure{6, 20}, 0.3, true}, {Measure{7, 7}, 1, false}, {Measure{3, 8}, 0.375, true}, {Measure{0, 0}, 0, false}}
 	for _, tc := range tests {
-		if got := Over(tc.faulty, tc.devices, c); got != tc.want {
-			t.Errorf("Over(%d, %d) = %v", tc.faulty, tc.devices, got)
+		if r, o := tc.m.Ratio(), tc.m.Over(c); r != tc.ratio || o != tc.over {
+			t.Errorf("%+v: ratio %v over %v, want %v %v", tc.m, r, o, tc.ratio, tc.over)
 		}
 	}
 }
@@ -321,25 +326,68 @@ func TestOperationsTableOrder(t *testing.T) {
 
 func TestExclusion(t *testing.T) {
 	r := Compile(config.Remediation{Exclude: config.Exclude{Locations: []string{"L9"}, DeviceTypes: []string{"LOCKER"}, Tags: []string{"x", "y"}}})
-	dock := &bikeep.Device{Type: bikeep.TypeBikeDock, Tags: []string{"a", "y"}}
+	dock := &record.Device{Type: record.TypeBikeDock, Tags: []string{"a", "y"}}
 	tests := []struct {
 		name string
 		loc  string
-		dev  *bikeep.Device
+		dev  *record.Device
 		f    *health.Fault
 		want string
 	}{
-		{"location first", "L9", &bikeep.Device{Type: bikeep.TypeLocker}, nil, "location"},
-		{"device type", "L1", &bikeep.Device{Type: bikeep.TypeLocker, Tags: []string{"x"}}, nil, "device type"},
+		{"location first", "L9", &record.Device{Type: record.TypeLocker}, nil, "location"},
+		{"device type", "L1", &record.Device{Type: record.TypeLocker, Tags: []string{"x"}}, nil, "device type"},
 		{"tag", "L1", dock, nil, "tag y"},
 		{"type from the fault without a device", "L1", nil, &health.Fault{DeviceType: bikeep.TypeLocker}, "device type"},
-		{"the device's type wins over the fault's", "L1", &bikeep.Device{Type: bikeep.TypeBikeDock}, &health.Fault{DeviceType: bikeep.TypeLocker}, ""},
-		{"none", "L1", &bikeep.Device{Type: bikeep.TypeBikeDock, Tags: []string{"a"}}, nil, ""},
+		{"the device's type wins over the fault's", "L1", &record.Device{Type: record.TypeBikeDock}, &health.Fault{DeviceType: bikeep.TypeLocker}, ""},
+		{"none", "L1", &record.Device{Type: record.TypeBikeDock, Tags: []string{"a"}}, nil, ""},
 	}
 	for _, tc := range tests {
 		got := r.Exclusion(tc.loc, tc.dev, tc.f)
 		if got != tc.want || r.Excluded(tc.loc, tc.dev, tc.f) != (tc.want != "") {
 			t.Errorf("%s: Exclusion = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestEpisodeStep: an episode ends on evidence only — seen without the
+// fault, or absent from complete lists for forget_after — and nothing else
+// (no data, a failed or partial list) moves it.
+func TestEpisodeStep(t *testing.T) {
+	const forget = 24 * time.Hour
+	type step struct {
+		at   time.Duration
+		ev   Evidence
+		want EpisodeEvent
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"no evidence changes nothing", []step{{0, EvidenceNone, EpisodeUnchanged}, {48 * time.Hour, EvidenceNone, EpisodeUnchanged}}},
+		{"still faulty", []step{{0, EvidenceFaulty, EpisodeUnchanged}}},
+		{"cured when seen without the fault", []step{{0, EvidenceFaulty, EpisodeUnchanged}, {time.Minute, EvidenceHealthy, EpisodeCured}}},
+		{"absent: the clock starts, then forgets", []step{{0, EvidenceAbsent, EpisodeMoved},
+			{forget - 1, EvidenceAbsent, EpisodeUnchanged}, {forget, EvidenceAbsent, EpisodeForgotten}}},
+		{"glitches do not stop the clock", []step{{0, EvidenceAbsent, EpisodeMoved},
+			{time.Hour, EvidenceNone, EpisodeUnchanged}, {forget, EvidenceAbsent, EpisodeForgotten}}},
+		{"seen with the fault again resets the clock", []step{{0, EvidenceAbsent, EpisodeMoved},
+			{time.Hour, EvidenceFaulty, EpisodeMoved}, {2 * time.Hour, EvidenceAbsent, EpisodeMoved},
+			{forget + time.Hour, EvidenceAbsent, EpisodeUnchanged}, {forget + 2*time.Hour, EvidenceAbsent, EpisodeForgotten}}},
+		{"cured while absent", []step{{0, EvidenceAbsent, EpisodeMoved}, {time.Hour, EvidenceHealthy, EpisodeCured}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var ep Episode
+			for i, st := range tc.steps {
+				var ev EpisodeEvent
+				ep, ev = ep.Step(st.ev, t0.Add(st.at), forget)
+				if ev != st.want {
+					t.Fatalf("step %d: %v, want %v", i, ev, st.want)
+				}
+				if (st.ev == EvidenceAbsent && ev == EpisodeMoved) != (!ep.AbsentSince.IsZero() && ep.AbsentSince.Equal(t0.Add(st.at))) {
+					t.Fatalf("step %d: absent since %v", i, ep.AbsentSince)
+				}
+			}
+		})
 	}
 }

@@ -3,9 +3,9 @@ package policy
 import (
 	"time"
 
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // Rules is a remediation: section compiled for the gates: exclusions as
@@ -36,7 +36,7 @@ func Compile(p config.Remediation) *Rules {
 }
 
 // Excluded reports whether remediation.exclude covers the device.
-func (r *Rules) Excluded(locationID string, dev *bikeep.Device, f *health.Fault) bool {
+func (r *Rules) Excluded(locationID string, dev *record.Device, f *health.Fault) bool {
 	return r.Exclusion(locationID, dev, f) != ""
 }
 
@@ -44,13 +44,13 @@ func (r *Rules) Excluded(locationID string, dev *bikeep.Device, f *health.Fault)
 // "location", "device type" (from the device, or from the fault when the
 // device is not in the snapshot) or "tag <tag>" — or returns "" when none
 // does, so a page can say why without matching the rules again.
-func (r *Rules) Exclusion(locationID string, dev *bikeep.Device, f *health.Fault) string {
+func (r *Rules) Exclusion(locationID string, dev *record.Device, f *health.Fault) string {
 	if r.exclLocations[locationID] {
 		return "location"
 	}
 	switch {
 	case dev != nil:
-		if r.exclTypes[string(dev.Type)] {
+		if r.exclTypes[dev.TypeName()] {
 			return "device type"
 		}
 		for _, t := range dev.Tags {

@@ -22,14 +22,14 @@ func walkSnapshot(at time.Time, faults ...health.Fault) *scrape.Snapshot {
 		Taken:   at,
 		Sources: []scrape.SourceStatus{{Name: scrape.SourceBikeep, Up: true, Walked: true, LastSuccess: at, LastDuration: time.Second}},
 		Locations: []scrape.LocationStatus{
-			{ID: "loc-a", Name: "Alpha", Up: true, LastSuccess: at, ExpectedDevices: 3, Devices: []bikeep.Device{
+			{ID: "loc-a", Name: "Alpha", Up: true, LastSuccess: at, ExpectedDevices: 3, Devices: bikeep.Records(
 				dev("dev-1", "A-01", bikeep.TypeBikeDock, bikeep.HealthUnhealthy),
 				dev("dev-2", "A-02", bikeep.TypeBikeDock, bikeep.HealthHealthy),
 				d3,
-			}},
-			{ID: "loc-b", Name: "Beta", Up: true, LastSuccess: at, Devices: []bikeep.Device{
+			)},
+			{ID: "loc-b", Name: "Beta", Up: true, LastSuccess: at, Devices: bikeep.Records(
 				dev("dev-9", "B-09", bikeep.TypeBikeDock, bikeep.HealthUnhealthy),
-			}},
+			)},
 		},
 		Faults: faults,
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -354,7 +355,7 @@ func buildPage(s *scrape.Snapshot, rem *Remediation, mem *memory, now time.Time)
 			if a := active[faultKey{f.DeviceID, f.Kind}]; a != nil {
 				t = *a
 			}
-			var dev *bikeep.Device
+			var dev *record.Device
 			if rem != nil && len(rem.Exclude.Tags) > 0 {
 				dev, _ = s.Device(f.LocationID, f.DeviceID) // only tags need the device
 			}
@@ -406,11 +407,11 @@ func rank(f health.Fault, exhausted bool) (int, string) {
 	}
 }
 
-func healthName(d *bikeep.Device) string {
-	if d.HeartbeatV2 == nil || d.HeartbeatV2.Health == "" {
+func healthName(d *record.Device) string {
+	if d.Health == record.HealthNone {
 		return "no data"
 	}
-	return string(d.HeartbeatV2.Health)
+	return d.HealthName()
 }
 
 func healthOrder(name string) string {

@@ -42,16 +42,16 @@ func fixtureSnapshot() *scrape.Snapshot {
 			{Name: "copri/freiburg", Up: false, Walked: true, LastSuccess: at(7 * time.Minute), LastDuration: 350 * time.Millisecond, Walks: 60, Failures: 5, LastError: `copri freiburg: Failure 1001: <b>authcookie</b> "expired"`},
 		},
 		Locations: []scrape.LocationStatus{
-			{ID: "loc-0001", Name: "Hauptbahnhof <Süd>", Type: bikeep.LocationBikeDocks, Up: true, LastSuccess: at(10 * time.Second), Devices: []bikeep.Device{
+			{ID: "loc-0001", Name: "Hauptbahnhof <Süd>", Type: bikeep.LocationBikeDocks, Up: true, LastSuccess: at(10 * time.Second), Devices: bikeep.Records(
 				dev("dev-0001-01", "D-0101", bikeep.TypeBikeDock, bikeep.HealthHealthy),
 				dev("dev-0001-02", xssAlias, bikeep.TypeBikeDock, bikeep.HealthUnhealthy),
 				dev("dev-0001-03", "D-0103", bikeep.TypeBikeDock, bikeep.HealthDead),
 				dev("dev-0001-04", "D-0104", bikeep.TypeBikeDock, ""),
-			}},
-			{ID: "loc-0002", Name: "Uni Lockers", Type: bikeep.LocationBikeLockers, Up: false, LastSuccess: at(2 * time.Minute), LastError: "503 Service Unavailable", Devices: []bikeep.Device{
+			)},
+			{ID: "loc-0002", Name: "Uni Lockers", Type: bikeep.LocationBikeLockers, Up: false, LastSuccess: at(2 * time.Minute), LastError: "503 Service Unavailable", Devices: bikeep.Records(
 				dev("dev-0002-01", "L-0201", bikeep.TypeLocker, bikeep.HealthHealthy),
 				dev("dev-0002-02", "L-0202", bikeep.TypeLocker, bikeep.HealthLongDead),
-			}},
+			)},
 			{ID: "loc-0003", Up: false, Stale: true, LastSuccess: at(time.Hour), LastError: "context deadline exceeded"},
 		},
 		Faults: []health.Fault{

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/record"
 )
 
 // Tones of a remediation state: how the Remediation cell is coloured.
@@ -20,7 +20,7 @@ const (
 // stateInput is what the words of one fault's remediation state are made of.
 type stateInput struct {
 	fault    health.Fault
-	device   *bikeep.Device // nil when not in the snapshot
+	device   *record.Device // nil when not in the snapshot
 	track    tracked
 	rem      *Remediation
 	lastSend time.Time
@@ -131,7 +131,7 @@ func skipWords(in stateInput, d Decision) (string, string) {
 }
 
 // exclusion names the remediation.exclude rule that matches.
-func exclusion(x Exclude, f health.Fault, dev *bikeep.Device) string {
+func exclusion(x Exclude, f health.Fault, dev *record.Device) string {
 	switch {
 	case slices.Contains(x.Locations, f.LocationID):
 		return "location"

@@ -215,12 +215,17 @@ func finish(t testing.TB, s store.Store, c store.Command, at time.Time) {
 
 // testRefusals: each shared gate refuses at its boundary, in table order,
 // and a refusal writes nothing.
-func testRefusals(t *testing.T, newLedger func(t *testing.T) Opener) {
-	tests := []struct {
-		name  string
-		setup func(t *testing.T, s store.Store) store.Reservation
-		want  string
-	}{
+// refusal is one case of testRefusals: a ledger prepared by setup, the
+// reservation it returns, and the shared gate that must refuse it ("" for
+// none).
+type refusal struct {
+	name  string
+	setup func(t *testing.T, s store.Store) store.Reservation
+	want  string
+}
+
+func refusals() []refusal {
+	return []refusal{
 		{"device in flight", func(t *testing.T, s store.Store) store.Reservation {
 			reserve(t, s, reservation("d1", t0))
 			return reservation("d1", t0.Add(time.Hour))
@@ -299,7 +304,10 @@ func testRefusals(t *testing.T, newLedger func(t *testing.T) Opener) {
 			return reservation("d1", t0.Add(time.Hour))
 		}, policy.ReasonExhausted},
 	}
-	for _, tc := range tests {
+}
+
+func testRefusals(t *testing.T, newLedger func(t *testing.T) Opener) {
+	for _, tc := range refusals() {
 		t.Run(tc.name, func(t *testing.T) {
 			s := opened(t, newLedger(t))
 			r := tc.setup(t, s)

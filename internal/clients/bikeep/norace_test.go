@@ -1,0 +1,5 @@
+//go:build !race
+
+package bikeep_test
+
+const raceEnabled = false

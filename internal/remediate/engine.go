@@ -405,8 +405,8 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 		for i := range snap.Faults {
 			f := &snap.Faults[i]
 			loc := lk.get(snap, f.LocationID)
-			if loc == nil || !loc.Up {
-				continue // stale data is never acted on
+			if loc == nil || !loc.Up || !e.owned(f.LocationID) {
+				continue // stale data is never acted on, nor another replica's
 			}
 			e.decideLocked(ctx, &pc, f, findDevice(loc, f.DeviceID), f.DeviceID, f.LocationID, f.Kind, SourceWalk)
 		}

@@ -166,11 +166,12 @@ func (r *replication) close() {
 	}
 }
 
-// resyncEvery bounds how long the engine's memory may miss a record of its
-// own locations: a write-ahead record committed while the connection broke
-// (the engine saw an error and sent nothing) would otherwise block its
-// device for good instead of until its cooldown.
-const resyncEvery = time.Minute
+// resyncEvery bounds how long the engine's memory and the ledger may
+// disagree about its own locations after a write on a broken connection: a
+// write-ahead record committed although the engine saw an error (nothing
+// was sent) is released after its cooldown, and a command end the ledger
+// missed is written again. Either would otherwise block its device for good.
+const resyncEvery = 15 * time.Second
 
 // follow hands the engine the locations of every slot this replica gains
 // (and takes back those it loses) by resyncing it from the ledger whenever

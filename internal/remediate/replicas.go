@@ -44,7 +44,7 @@ func (e *Engine) dropUnownedLocked() {
 		}
 	}
 	for key, c := range e.commands {
-		if e.owned(c.rec.LocationID) || c.polling || c.rec.Phase == phaseSending {
+		if e.owned(c.rec.LocationID) || c.rec.Phase == phaseSending || (c.polling && c.rec.Phase == phasePolling) {
 			continue
 		}
 		delete(e.commands, key)
@@ -91,15 +91,20 @@ func (e *Engine) Resync(ctx context.Context) error {
 		}
 	}
 	adopted, polled := 0, 0
+	var heal []store.Op
 	for _, r := range st.Commands {
 		if !e.owned(r.LocationID) {
 			continue
 		}
 		key := r.Key()
 		if c := e.commands[key]; c != nil {
-			if c.polling || c.rec.Phase == phaseSending || r.Phase == c.rec.Phase {
-				continue // ours, in progress or already known
+			if c.rec.Phase != r.Phase && (c.rec.Phase == phaseDone || c.rec.Phase == phaseUnknown) {
+				// This engine's last write of the command did not reach the
+				// ledger (the connection broke): write it again, or the
+				// ledger would hold the device in flight for good.
+				heal = append(heal, store.PutCommand(c.rec))
 			}
+			continue // ours: in progress, or already known
 		}
 		if r.Phase == phaseSending {
 			r.Phase = phaseUnknown
@@ -118,6 +123,9 @@ func (e *Engine) Resync(ctx context.Context) error {
 	}
 	if adopted > 0 {
 		e.log.Info("remediation state taken over for the locations now owned", "commands", adopted, "polling", polled)
+	}
+	if err := e.write(heal...); err != nil {
+		return fmt.Errorf("remediate: resync: rewrite commands the ledger missed: %w", err)
 	}
 	return nil
 }

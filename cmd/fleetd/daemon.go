@@ -50,6 +50,9 @@ type daemon struct {
 	engine *remediate.Engine
 	ledger store.Store
 	cmd    *commander
+	// repl is the PostgreSQL ledger and slot leases (cluster.go); nil
+	// with a bbolt ledger.
+	repl *replication
 	// hup delivers SIGHUP; nil in tests that do not want signals.
 	hup <-chan os.Signal
 	// now is the clock of walks and remediation (see withClock).
@@ -225,6 +228,9 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		return nil, err
 	}
 	d := &daemon{log: log, load: load, api: api, reloads: reloads, now: o.now}
+	if d.repl, err = openReplication(cfg, reg, log); err != nil {
+		return nil, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	lc, err := d.compile(cfg)
@@ -240,6 +246,7 @@ func newDaemon(cfg *config.Config, load func() (*config.Config, error), wf *webF
 		}
 	}
 	d.metrics = exporter.NewHandler(reg, d.scraper, cfg.Metrics.PerDevice, log)
+	d.metrics.ReportCopri(d.repl.exportsCopri())
 	if err := d.newServer(wf, reg); err != nil {
 		return nil, err
 	}
@@ -276,6 +283,7 @@ func (d *daemon) newServer(wf *webFlags, reg *prometheus.Registry) error {
 		Version:       version.Version,
 		TelemetryPath: wf.telemetryPath,
 		AdminAPI:      wf.adminAPI && d.engine != nil,
+		Cluster:       d.repl.status,
 		Logger:        d.log,
 		Now:           d.now,
 	})
@@ -325,7 +333,7 @@ func (d *daemon) routes(mux *http.ServeMux, wf *webFlags, webhook http.Handler) 
 // remediating without its history could resend commands.
 func (d *daemon) newEngine(cfg *config.Config, reg prometheus.Registerer, pollInterval time.Duration) error {
 	d.cmd = &commander{}
-	ledger, err := remediate.OpenLedger(cfg.Remediation.Ledger)
+	ledger, err := d.repl.openLedger(cfg)
 	if err != nil {
 		return fmt.Errorf("remediation ledger: %w", err)
 	}
@@ -333,6 +341,9 @@ func (d *daemon) newEngine(cfg *config.Config, reg prometheus.Registerer, pollIn
 		Policy:       cfg.Remediation,
 		Commander:    d.cmd,
 		Ledger:       ledger,
+		Owns:         d.repl.owns(),
+		Fleet:        d.repl.fleet(),
+		MaySend:      d.repl.maySend(),
 		Registerer:   reg,
 		Logger:       d.log.With("component", "remediation"),
 		Now:          d.now,
@@ -387,6 +398,8 @@ func (d *daemon) run(ctx context.Context, onListening func(addrs []string)) erro
 	g.Go(func() error { return d.server.Serve(gctx) })
 	// Runs the schedule apply set, and any a reload sets later.
 	g.Go(func() error { return d.scraper.Run(gctx) })
+	d.repl.start(gctx, g, d.engine)
+	defer d.repl.close()
 	if d.engine != nil {
 		// Resumes polling the commands the ledger holds in flight.
 		g.Go(func() error { return d.engine.Run(gctx) })

@@ -38,6 +38,7 @@ func (d *daemon) compile(cfg *config.Config) (*liveConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.repl.scrapeOptions(&opts)
 	prepared, err := scrape.Prepare(opts)
 	if err != nil {
 		return nil, err
@@ -61,7 +62,10 @@ func (d *daemon) compile(cfg *config.Config) (*liveConfig, error) {
 // restart can: the ledger, or remediation switched on without one open.
 func (d *daemon) restartOnly(cur, next *config.Config) error {
 	if next.Remediation.Ledger != cur.Remediation.Ledger {
-		return fmt.Errorf("remediation.ledger: changing it from %q to %q needs a restart", cur.Remediation.Ledger, next.Remediation.Ledger)
+		return fmt.Errorf("remediation.ledger: changing it from %q to %q needs a restart", cur.Remediation.RedactedLedger(), next.Remediation.RedactedLedger())
+	}
+	if err := checkClusterReload(cur, next); err != nil {
+		return err
 	}
 	if next.Remediation.Enabled && d.engine == nil {
 		return errors.New("remediation.enabled: switching remediation on needs a restart (fleetd started without it, so its ledger is not open)")
@@ -81,6 +85,7 @@ func (d *daemon) apply(lc *liveConfig) {
 	d.scraper.SetSchedule(lc.schedule)
 	if d.engine != nil {
 		d.engine.ApplyPolicy(lc.policy)
+		d.repl.setPolicy(lc.cfg.Remediation)
 	}
 	d.metrics.SetPerDevice(lc.cfg.Metrics.PerDevice)
 	d.cur.Store(lc)

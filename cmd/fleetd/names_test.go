@@ -69,10 +69,14 @@ func repoDashboards(t *testing.T) []string {
 
 // checkNoDrift fails unless every metric alerts.yml and the dashboards query
 // is among exposed, the names seen on the /metrics of a fleetd running on
-// the simulator.
+// the simulator. The fleetd_cluster_* names only a replica with a cluster
+// section exposes are checked by TestReplicasShareTheFleet
+// (checkClusterNames).
 func checkNoDrift(t *testing.T, exposed map[string]bool) {
 	t.Helper()
-	uses := queriedNames(t, "../../alerts.yml", repoDashboards(t))
+	uses := slices.DeleteFunc(queriedNames(t, "../../alerts.yml", repoDashboards(t)), func(u promnames.Use) bool {
+		return strings.HasPrefix(u.Metric, clusterPrefix)
+	})
 	if len(uses) < 20 {
 		t.Fatalf("only %d metric uses found in alerts.yml and dashboards; the parser is not seeing them", len(uses))
 	}
@@ -98,5 +102,24 @@ fleetd_api_request_duration_seconds_count 1
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("drifted = %q\nwant      %q", got, want)
+	}
+}
+
+// clusterPrefix names the metrics of slot leases (package cluster).
+const clusterPrefix = "fleetd_cluster_"
+
+// checkClusterNames fails unless every fleetd_cluster_* metric alerts.yml
+// and the dashboards query is among exposed (a replica's names), and at
+// least one is queried.
+func checkClusterNames(t *testing.T, exposed map[string]bool) {
+	t.Helper()
+	uses := slices.DeleteFunc(queriedNames(t, "../../alerts.yml", repoDashboards(t)), func(u promnames.Use) bool {
+		return !strings.HasPrefix(u.Metric, clusterPrefix)
+	})
+	if len(uses) == 0 {
+		t.Fatal("no fleetd_cluster_* metric is queried by alerts.yml or the dashboards")
+	}
+	if bad := drifted(uses, exposed); len(bad) > 0 {
+		t.Fatalf("alerts.yml or dashboards query cluster metrics a replica does not produce:\n  %s", strings.Join(bad, "\n  "))
 	}
 }

@@ -50,6 +50,8 @@ type Config struct {
 	Health      Health      `yaml:"health"`
 	Remediation Remediation `yaml:"remediation"`
 	Metrics     Metrics     `yaml:"metrics"`
+	// Cluster is nil without a cluster section (one replica).
+	Cluster *Cluster `yaml:"cluster,omitempty"`
 }
 
 // Bikeep configures the Bikeep API client. Authentication is either OAuth2
@@ -152,6 +154,13 @@ type Remediation struct {
 	// partial lists is no evidence at all (DESIGN.md, "Fault episodes end
 	// only on evidence").
 	ForgetAfter time.Duration `yaml:"forget_after"`
+	// LedgerPasswordFile holds the PostgreSQL password when the DSN has
+	// none; ledgerPassword is what it held.
+	LedgerPasswordFile string `yaml:"ledger_password_file,omitempty"`
+	ledgerPassword     secret.String
+	// HistoryRetention is how long a PostgreSQL ledger keeps its command
+	// history (unused with bbolt).
+	HistoryRetention time.Duration `yaml:"history_retention"`
 }
 
 // Storm configures the storm brake, applied per location and fleet-wide.
@@ -212,10 +221,11 @@ func Default() *Config {
 				DeviceTypes: []string{},
 				Tags:        []string{NoAutoRemediationTag},
 			},
-			Blackout:    []Blackout{},
-			ForgetAfter: 24 * time.Hour,
-			Ledger:      DefaultLedger,
-			Trigger:     TriggerInternal,
+			Blackout:         []Blackout{},
+			ForgetAfter:      24 * time.Hour,
+			HistoryRetention: DefaultHistoryRetention,
+			Ledger:           DefaultLedger,
+			Trigger:          TriggerInternal,
 		},
 	}
 }
@@ -361,6 +371,7 @@ func (c *Config) String() string {
 	if v.Bikeep.TokenFile != "" {
 		v.Bikeep.Token = ""
 	}
+	v.Remediation.Ledger = c.Remediation.RedactedLedger()
 	v.Copri = make([]Operator, len(c.Copri))
 	for i, o := range c.Copri {
 		if o.PasswordFile != "" {
@@ -399,6 +410,8 @@ func renderNode(n *yaml.Node, t reflect.Type) {
 	case isLeaf(t):
 	case t.Kind() == reflect.String && n.Kind == yaml.ScalarNode:
 		n.Value = strings.ReplaceAll(n.Value, "$", "$$")
+	case t.Kind() == reflect.Pointer:
+		renderNode(n, t.Elem())
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {

@@ -78,6 +78,7 @@ func wantFull() *Config {
 		Cooldown:              90 * time.Minute,
 		MaxAttempts:           5,
 		ForgetAfter:           36 * time.Hour,
+		HistoryRetention:      DefaultHistoryRetention,
 		PowerCycleFromAttempt: 4,
 		Rate:                  Rate{Count: 100, Per: time.Hour},
 		MaxInFlight:           3,

@@ -191,6 +191,8 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 	switch {
 	case isLeaf(t):
 		c.leaf(n, t, path)
+	case t.Kind() == reflect.Pointer: // an optional section
+		c.walk(n, t.Elem(), path)
 	case t.Kind() == reflect.Struct:
 		c.mapping(n, t, path, map[string]*yaml.Node{})
 	case t.Kind() == reflect.Slice:

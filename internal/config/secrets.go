@@ -36,6 +36,8 @@ func (c *Config) resolveSecrets(baseDir string) []error {
 		o := &c.Copri[i]
 		errs = appendErr(errs, resolveSecret(&o.Password, o.PasswordFile, fmt.Sprintf("copri[%d]", i), "password", baseDir))
 	}
+	r := &c.Remediation
+	errs = appendErr(errs, resolveSecret(&r.ledgerPassword, r.LedgerPasswordFile, "remediation", "ledger_password", baseDir))
 	return errs
 }
 

@@ -69,6 +69,7 @@ func (c *Config) validate() []error {
 	c.validateSchedule(&p)
 	c.Health.validate(&p)
 	c.Remediation.validate(&p)
+	c.Remediation.validateLedger(&p, c.Cluster, c.Bikeep.RequestTimeout)
 	return p
 }
 

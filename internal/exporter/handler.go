@@ -29,8 +29,12 @@ type Handler struct {
 
 	mu        sync.Mutex
 	perDevice bool
-	forSnap   *scrape.Snapshot
-	encoded   map[expfmt.Format][]byte
+	// copri, if set, says whether this replica reports the copri_* series
+	// (it holds the cluster's COPRI slot); nil reports them.
+	copri    func() bool
+	copriWas bool
+	forSnap  *scrape.Snapshot
+	encoded  map[expfmt.Format][]byte
 	// formats are those scrapers asked for so far; Warm encodes them ahead.
 	formats map[expfmt.Format]bool
 }
@@ -72,13 +76,21 @@ func (h *Handler) fleetEncoded(format expfmt.Format) ([]byte, error) {
 func (h *Handler) encode(snap *scrape.Snapshot, format expfmt.Format) ([]byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if snap != h.forSnap {
-		h.forSnap, h.encoded = snap, map[expfmt.Format][]byte{}
+	copri := h.copri == nil || h.copri()
+	if snap != h.forSnap || copri != h.copriWas {
+		h.forSnap, h.encoded, h.copriWas = snap, map[expfmt.Format][]byte{}, copri
 	}
 	if b, ok := h.encoded[format]; ok {
 		return b, nil
 	}
 	// A private registry checks and sorts the families, once per snapshot.
+	if !copri && snap != nil {
+		// Every replica walks the operators (rental_lock_mismatch needs
+		// them for its own devices); one reports them.
+		s := *snap
+		s.Operators, s.RentalFaults = nil, nil
+		snap = &s
+	}
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(NewCollector(fixedSource{snap}, h.perDevice)); err != nil {
 		return nil, err
@@ -107,6 +119,14 @@ func (h *Handler) SetPerDevice(on bool) {
 	if h.perDevice != on {
 		h.perDevice, h.forSnap, h.encoded = on, nil, nil
 	}
+}
+
+// ReportCopri makes the copri_* series depend on f (nil: always reported):
+// with several replicas only the holder of the COPRI slot reports them.
+func (h *Handler) ReportCopri(f func() bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.copri, h.forSnap, h.encoded = f, nil, nil
 }
 
 type fixedSource struct{ snap *scrape.Snapshot }

@@ -165,3 +165,25 @@ func TestHandlerSetPerDevice(t *testing.T) {
 		t.Fatal("per_device switched off, but the series stayed")
 	}
 }
+
+// With several replicas only the holder of the COPRI slot reports copri_*;
+// the others keep every other series, and a change of holder shows on the
+// next scrape.
+func TestHandlerReportCopri(t *testing.T) {
+	h := NewHandler(handlerRegistry(t), &staticSource{testSnapshot()}, false, nil)
+	holder := false
+	h.ReportCopri(func() bool { return holder })
+	for _, want := range []bool{false, true, false} {
+		holder = want
+		w, _ := serve(t, h, "")
+		body := w.Body.String()
+		for _, name := range []string{"copri_rentals{", "copri_bikes{", "copri_rental_fault_since_timestamp_seconds{"} {
+			if got := strings.Contains(body, name); got != want {
+				t.Errorf("holder %v: %s present = %v", want, name, got)
+			}
+		}
+		if !strings.Contains(body, "fleet_devices{") || !strings.Contains(body, `fleetd_source_up{source="copri/freiburg"}`) {
+			t.Errorf("holder %v: fleet or source series missing", want)
+		}
+	}
+}

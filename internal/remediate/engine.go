@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/cluster"
 	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/record"
@@ -47,6 +48,16 @@ type Options struct {
 	Now func() time.Time
 	// PollInterval is the GetCommand polling period; default 2s.
 	PollInterval time.Duration
+	// Owns, with several replicas, says which locations this one
+	// remediates (the slots it holds); nil means all. See Resync.
+	Owns func(locationID string) bool
+	// Fleet, with several replicas, shares the fleet-wide storm ratio;
+	// nil measures this engine's snapshot alone.
+	Fleet FleetCounter
+	// MaySend, with several replicas, is asked right before every POST
+	// whether this replica still holds the location's slot lease; nil
+	// always sends.
+	MaySend func(locationID string) bool
 }
 
 // Request is one remediation request from the Alertmanager webhook.
@@ -187,6 +198,10 @@ type Engine struct {
 	now          func() time.Time
 	pollInterval time.Duration
 	m            *metrics
+	owns         func(locationID string) bool
+	fleet        FleetCounter
+	maySend      func(locationID string) bool
+	locCounts    map[string]cluster.Count // scratch for fleet, per location
 
 	// ctx bounds every POST and poll; cancelled when Run ends.
 	ctx    context.Context
@@ -274,11 +289,16 @@ func New(opts Options) (*Engine, error) {
 		active:       map[faultKey]*health.Fault{},
 		faulty:       map[string]int{},
 		sigs:         map[sigKey]sig{},
+		owns:         opts.Owns,
+		fleet:        opts.Fleet,
+		maySend:      opts.MaySend,
+		locCounts:    map[string]cluster.Count{},
 	}
 	if err := e.restore(st); err != nil {
 		cancel()
 		return nil, err
 	}
+	e.dropUnownedLocked()
 	e.m = newMetrics(e)
 	if opts.Registerer != nil {
 		if err := e.m.register(opts.Registerer); err != nil {
@@ -360,12 +380,16 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 	if snap == nil {
 		return
 	}
+	e.refreshPause(ctx)
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.gen++
 	e.snap = snap
 	e.indexLocked(snap)
+	// With replicas: records of a location given up since the last pass
+	// must not be judged on a snapshot that no longer walks it.
+	e.dropUnownedLocked()
 
 	var ops []store.Op
 	ops = e.verifyLocked(ctx, snap, ops)
@@ -382,8 +406,8 @@ func (e *Engine) Observe(ctx context.Context, snap *scrape.Snapshot) {
 		for i := range snap.Faults {
 			f := &snap.Faults[i]
 			loc := lk.get(snap, f.LocationID)
-			if loc == nil || !loc.Up {
-				continue // stale data is never acted on
+			if loc == nil || !loc.Up || !e.owned(f.LocationID) {
+				continue // stale data is never acted on, nor another replica's
 			}
 			e.decideLocked(ctx, &pc, f, findDevice(loc, f.DeviceID), f.DeviceID, f.LocationID, f.Kind, SourceWalk)
 		}
@@ -691,7 +715,12 @@ func (e *Engine) expireLocked(ctx context.Context, now time.Time, ops []store.Op
 	for id, last := range e.devices {
 		if now.Sub(last) >= cd && e.inflight[id] == nil {
 			delete(e.devices, id)
-			ops = append(ops, store.DeleteDevice(id))
+			// With replicas another one may have sent to the device since
+			// this memory last saw its row: the row stays (one per device,
+			// and an old last send blocks nothing).
+			if e.owns == nil {
+				ops = append(ops, store.DeleteDevice(id))
+			}
 		}
 	}
 	return ops
@@ -722,6 +751,9 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 		n, bad := len(loc.Devices)+len(loc.Carried), e.faulty[loc.ID]
 		fleetDevices += n
 		fleetFaulty += bad
+		if e.fleet != nil {
+			e.locCounts[loc.ID] = cluster.Count{Devices: n, Faulty: bad}
+		}
 		if e.storms[loc.ID] != nil {
 			seen++
 		}
@@ -735,6 +767,11 @@ func (e *Engine) stormsLocked(ctx context.Context, now time.Time, snap *scrape.S
 				ops = e.stepStormLocked(ctx, now, id, policy.Measure{}, ops)
 			}
 		}
+	}
+	if e.fleet != nil {
+		c := e.fleetCountsLocked(ctx, cluster.Count{Devices: fleetDevices, Faulty: fleetFaulty})
+		clear(e.locCounts)
+		fleetDevices, fleetFaulty = c.Devices, c.Faulty
 	}
 	return e.stepStormLocked(ctx, now, "", policy.Measure{Faulty: fleetFaulty, Devices: fleetDevices}, ops)
 }

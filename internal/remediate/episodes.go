@@ -37,6 +37,11 @@ func (e *Engine) evidenceLocked(snap *scrape.Snapshot, k faultKey, locationID st
 	}
 	loc := findLocation(snap, locationID)
 	switch {
+	case loc == nil && e.owns != nil:
+		// With replicas a location is missing from the snapshot when this
+		// replica did not own it at the walk (it may have just gained it):
+		// that says nothing about the location.
+		return policy.EvidenceNone
 	case loc == nil:
 		if src, ok := snap.Source(scrape.SourceBikeep); ok && src.Up {
 			return policy.EvidenceAbsent

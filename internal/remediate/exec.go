@@ -15,6 +15,10 @@ import (
 func (e *Engine) send(c *command) {
 	e.mu.Lock()
 	deviceID, req := c.rec.DeviceID, bikeep.CommandRequest{Command: bikeep.CmdSyncDevice, PowerCycle: c.rec.PowerCycle}
+	if !e.maySendLocked(c) {
+		e.mu.Unlock()
+		return
+	}
 	e.mu.Unlock()
 
 	cmd, err := e.cmd.SendCommand(e.ctx, deviceID, req)

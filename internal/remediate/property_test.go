@@ -158,7 +158,7 @@ func TestPropertyRandomFaults(t *testing.T) {
 	total := map[string]int{}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			if err := runProperty(t, seed, steps, total); err != "" {
+			if err := runProperty(t, seed, steps, total, nil); err != "" {
 				t.Fatalf("seed %d: %s", seed, err)
 			}
 		})
@@ -194,7 +194,10 @@ type chaosRun struct {
 	faults map[string]*faultState // device → its one fault
 	hidden map[string]int         // device → the step until which it is missing from its lists
 
-	l      *store.Bolt
+	// open opens the ledger at every start: the bbolt file of p.Ledger, or
+	// another Store (the PostgreSQL ledger).
+	open   func() (store.Store, error)
+	l      store.Store
 	e      *Engine
 	cancel context.CancelFunc
 	done   chan error
@@ -213,7 +216,13 @@ type chaosRun struct {
 }
 
 func (r *chaosRun) start() {
-	l, err := OpenLedger(r.p.Ledger)
+	var l store.Store
+	var err error
+	if r.open != nil {
+		l, err = r.open()
+	} else {
+		l, err = OpenLedger(r.p.Ledger)
+	}
 	mustNil(r.t, err)
 	e, err := New(Options{Policy: r.p, Commander: r.cc, Ledger: l, Now: r.clock.Now, PollInterval: time.Millisecond})
 	mustNil(r.t, err)
@@ -334,7 +343,7 @@ func (r *chaosRun) observeTruth(now time.Time) {
 	}
 }
 
-func runProperty(t *testing.T, seed uint64, steps int, total map[string]int) string {
+func runProperty(t *testing.T, seed uint64, steps int, total map[string]int, open func() (store.Store, error)) string {
 	rng := rand.New(rand.NewPCG(seed, 99))
 	p := testPolicy(t.TempDir())
 	p.MinFaultAge, p.Cooldown, p.MaxAttempts = time.Minute, 3*time.Minute, 3
@@ -346,7 +355,7 @@ func runProperty(t *testing.T, seed uint64, steps int, total map[string]int) str
 	clock := newClock()
 	r := &chaosRun{t: t, rng: rng, p: p, clock: clock, cc: newChaosCommander(seed, clock.Now, p),
 		f: newFleet(map[string]int{"L1": 10, "L2": 10, "L3": 10}), faults: map[string]*faultState{}, hidden: map[string]int{},
-		attempts: map[faultKey]int{}, absentSince: map[string]time.Time{}}
+		attempts: map[faultKey]int{}, absentSince: map[string]time.Time{}, open: open}
 	r.start()
 	defer func() { r.stop() }()
 	cc, f := r.cc, r.f

@@ -79,6 +79,12 @@ type Options struct {
 	// location is carried after it was last read (remediation.forget_after).
 	// Zero carries it until a complete list or staleness ends it.
 	ForgetAfter time.Duration
+	// Owns, if set, says which locations this replica walks and reports
+	// (the slots it holds, with several replicas): the ids to walk are
+	// chosen by it once per walk, discovery still lists every location,
+	// and a location no longer owned is forgotten — its new owner reports
+	// it, never two replicas at once.
+	Owns func(locationID string) bool
 	// OnDeviceWalk, if set, is called with the new snapshot after every
 	// completed device walk, in the walk's goroutine.
 	OnDeviceWalk func(ctx context.Context, s *Snapshot)
@@ -315,6 +321,9 @@ type deviceWalk struct {
 	// discovery succeeded.
 	discovered map[string]bikeep.Location
 	discErr    error
+	// owned are the locations this replica walked (Options.Owns); nil
+	// when it walks them all.
+	owned map[string]bool
 }
 
 // WalkDevices walks every location once and publishes a new snapshot. The
@@ -325,6 +334,13 @@ func (s *Scraper) WalkDevices(ctx context.Context) error {
 	w := deviceWalk{start: s.now()}
 	var ids []string
 	ids, w.discovered, w.discErr = s.discover(ctx, o)
+	if o.Owns != nil {
+		ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !o.Owns(id) })
+		w.owned = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			w.owned[id] = true
+		}
+	}
 	// The last good records are read (a copy) now, for the decoder to
 	// share what did not change; the walk reads no other fleet state.
 	w.results = s.fetchLocations(ctx, o, ids, s.previousDevices(ids))
@@ -348,12 +364,20 @@ func (s *Scraper) WalkDevices(ctx context.Context) error {
 func (s *Scraper) applyDeviceWalk(o *Options, w *deviceWalk) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	discovering := w.discovered != nil && len(s.options().LocationIDs) == 0
+	configured := s.options().LocationIDs
+	discovering := w.discovered != nil && len(configured) == 0
 	if discovering {
 		for id := range w.discovered {
 			if s.locations[id] == nil {
 				s.locations[id] = &LocationStatus{ID: id}
 			}
+		}
+	}
+	for id := range w.owned {
+		// A configured location taken over from another replica was
+		// forgotten while it was not ours.
+		if s.locations[id] == nil && slices.Contains(configured, id) {
+			s.locations[id] = &LocationStatus{ID: id}
 		}
 	}
 	applied, failed := s.applyLocationsLocked(o, w)
@@ -367,6 +391,14 @@ func (s *Scraper) applyDeviceWalk(o *Options, w *deviceWalk) (*Snapshot, error) 
 			}
 			loc.Name, loc.Type = l.Name, l.Type
 			loc.ExpectedDevices = l.Devices.Total
+		}
+	}
+	if w.owned != nil {
+		for id := range s.locations {
+			if !w.owned[id] {
+				// Another replica's: it reports the location.
+				s.forgetLocationLocked(id)
+			}
 		}
 	}
 	for id, loc := range s.locations {

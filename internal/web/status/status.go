@@ -96,6 +96,9 @@ type Options struct {
 	TelemetryPath string
 	// AdminAPI shows links to /api/v1/remediation.
 	AdminAPI bool
+	// Cluster returns the slot leases of this replica; a nil func or nil
+	// result means a single replica (no cluster section).
+	Cluster func() *Cluster
 	// Now is the clock; time.Now when nil.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -168,6 +171,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mem.sync(snap, rem, now)
 	p := buildPage(snap, rem, h.mem, now)
 	p.Version, p.TelemetryPath, p.AdminAPI = h.opts.Version, h.opts.TelemetryPath, h.opts.AdminAPI
+	if h.opts.Cluster != nil {
+		p.Cluster = h.opts.Cluster()
+	}
 
 	// Render into a buffer so that a template error becomes a clean 500
 	// instead of half a page.
@@ -228,6 +234,7 @@ type page struct {
 	RentalFaultsMore  int
 
 	Remediation *Remediation
+	Cluster     *Cluster
 }
 
 type sourceRow struct {

@@ -239,12 +239,7 @@ func (p *Postgres) Reserve(ctx context.Context, r Reservation) (Reserved, error)
 		if out.Refused = policy.CheckShared(r.Limits, shared, r.Now); out.Refused != "" {
 			return errRefused // roll back: a refusal writes nothing
 		}
-		ep.Alias, ep.LocationID, ep.AbsentSince = r.Episode.Alias, r.Episode.LocationID, time.Time{}
-		ep.Attempts++
-		ep.LastAttempt = r.Now
-		cmd := Command{DeviceID: ep.DeviceID, Alias: ep.Alias, LocationID: ep.LocationID, Fault: ep.Fault,
-			FirstSeen: ep.FirstSeen, Attempt: ep.Attempts, PowerCycle: r.Limits.PowerCycle(ep.Attempts),
-			SentAt: r.Now, Phase: PhaseSending, Source: r.Source}
+		ep, cmd := nextAttempt(ep, r)
 		var exists bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM remediation_commands WHERE key = $1)`, []byte(cmd.Key())).Scan(&exists); err != nil {
 			return err

@@ -232,3 +232,15 @@ func PutCommand(r Command) Op         { return Op{opCommand, r.Key(), &r} }
 func DeleteCommand(key string) Op     { return Op{opCommand, key, nil} }
 func PutStorm(r Storm) Op             { return Op{opStorm, r.Scope, &r} }
 func DeleteStorm(scope string) Op     { return Op{opStorm, scope, nil} }
+
+// nextAttempt is what every Store records once the shared gates passed: the
+// episode with one more attempt (seen again, so no longer absent) and the
+// write-ahead record of its command.
+func nextAttempt(ep Episode, r Reservation) (Episode, Command) {
+	ep.Alias, ep.LocationID, ep.AbsentSince = r.Episode.Alias, r.Episode.LocationID, time.Time{}
+	ep.Attempts++
+	ep.LastAttempt = r.Now
+	return ep, Command{DeviceID: ep.DeviceID, Alias: ep.Alias, LocationID: ep.LocationID, Fault: ep.Fault,
+		FirstSeen: ep.FirstSeen, Attempt: ep.Attempts, PowerCycle: r.Limits.PowerCycle(ep.Attempts),
+		SentAt: r.Now, Phase: PhaseSending, Source: r.Source}
+}

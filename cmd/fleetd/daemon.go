@@ -363,7 +363,7 @@ func (d *daemon) statusRemediation() *status.Remediation {
 	if d.engine == nil {
 		return nil
 	}
-	return statusRemediation(d.engine, d.cur.Load().cfg.Remediation)
+	return statusRemediation(d.engine, d.cur.Load().policy)
 }
 
 // handleReload is POST /-/reload (admin API only), as in Prometheus.

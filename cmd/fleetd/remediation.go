@@ -7,7 +7,6 @@ import (
 
 	"github.com/fleetd/fleetd/internal/alerts"
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
-	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/remediate"
 	"github.com/fleetd/fleetd/internal/web/status"
@@ -43,14 +42,16 @@ func (a alertRemediator) Remediate(ctx context.Context, r alerts.Request) alerts
 	return alerts.Result{DeviceID: r.DeviceID, Fault: r.Fault, Outcome: d.Outcome, Reason: d.Reason}
 }
 
-// statusRemediation renders the engine's state for the status page.
-func statusRemediation(e *remediate.Engine, policy config.Remediation) *status.Remediation {
+// statusRemediation renders the engine's state for the status page, with
+// pol, the compiled policy in force, to say which rule excluded a fault.
+func statusRemediation(e *remediate.Engine, pol *remediate.Policy) *status.Remediation {
+	policy := pol.Config()
 	st := e.Status()
 	out := &status.Remediation{
 		Enabled: st.Enabled, DryRun: st.DryRun, Paused: st.Paused, PauseReason: st.PausedReason,
 		Trigger: st.Trigger, InFlight: len(st.InFlight), DeviceState: map[string]string{},
 		MinFaultAge: policy.MinFaultAge, Cooldown: policy.Cooldown,
-		Exclude: status.Exclude{Locations: policy.Exclude.Locations, DeviceTypes: policy.Exclude.DeviceTypes, Tags: policy.Exclude.Tags},
+		Rules: pol.Rules(),
 	}
 	if st.PausedSince != nil {
 		out.PausedSince = *st.PausedSince

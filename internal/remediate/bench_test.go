@@ -103,3 +103,44 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// BenchmarkExhausted derives the exhausted episodes, as every scrape of
+// fleetd_remediation_exhausted and every status read does under the engine
+// mutex: 5,000 episodes that used every attempt, and commands in flight or
+// awaiting verification for other episodes, so none is pending.
+func BenchmarkExhausted(b *testing.B) {
+	for _, cmds := range []int{100, 5000} {
+		b.Run(fmt.Sprintf("episodes=5000/commands=%d", cmds), func(b *testing.B) {
+			p := testPolicy(b.TempDir())
+			l, err := OpenLedger(p.Ledger)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			clock := newClock()
+			e, err := New(Options{Policy: p, Commander: newCommander(clock.Now), Ledger: l, Registerer: prometheus.NewRegistry(), Now: clock.Now})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range 5000 {
+				id := fmt.Sprintf("dev-%05d", i)
+				e.episodes[faultKey{id, health.Unhealthy}] = &episodeRecord{DeviceID: id, LocationID: "L1",
+					Fault: health.Unhealthy, Attempts: e.policy.MaxAttempts}
+			}
+			for i := range cmds {
+				id := fmt.Sprintf("other-%05d", i)
+				key := fmt.Sprintf("cmd-%05d", i)
+				e.commands[key] = &command{key: key, rec: commandRecord{DeviceID: id, LocationID: "L1", Fault: health.Unhealthy}}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				e.mu.Lock()
+				n := len(e.exhaustedLocked())
+				e.mu.Unlock()
+				if n != 5000 {
+					b.Fatalf("%d exhausted, want 5000", n)
+				}
+			}
+		})
+	}
+}

@@ -114,21 +114,24 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 
 // exhaustedLocked returns the episodes that used every attempt and whose
 // last attempt is neither in flight nor awaiting verification. An episode
-// ends only on evidence, so its fault is active or its device unseen.
+// ends only on evidence, so its fault is active or its device unseen. It
+// runs on every scrape under the mutex, so the commands are indexed by
+// episode once per call (only when some episode is exhausted): linear in
+// episodes plus commands, with no index kept in step by hand.
 func (e *Engine) exhaustedLocked() []*episodeRecord {
 	var out []*episodeRecord
+	var pending map[faultKey]bool
 	for k, ep := range e.episodes {
 		if ep.Attempts < e.policy.MaxAttempts {
 			continue
 		}
-		pending := false
-		for _, c := range e.commands {
-			if c.rec.DeviceID == k.DeviceID && c.rec.Fault == k.Fault {
-				pending = true
-				break
+		if pending == nil {
+			pending = make(map[faultKey]bool, len(e.commands))
+			for _, c := range e.commands {
+				pending[faultKey{c.rec.DeviceID, c.rec.Fault}] = true
 			}
 		}
-		if !pending {
+		if !pending[k] {
 			out = append(out, ep)
 		}
 	}

@@ -32,6 +32,11 @@ func CompilePolicy(p config.Remediation) (*Policy, error) {
 // Config returns the remediation: section p was compiled from.
 func (p *Policy) Config() config.Remediation { return p.rules.Remediation }
 
+// Rules are the compiled rules, for a caller that asks the policy core what
+// it would decide (the status page's "excluded by") instead of matching the
+// config again.
+func (p *Policy) Rules() *policy.Rules { return p.rules }
+
 // ApplyPolicy makes p the engine's policy. The ledger stays the one the
 // engine was built with (a daemon refuses a reload that moves it before it
 // applies anything); the rate limiter keeps its tokens.

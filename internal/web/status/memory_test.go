@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
+	"github.com/fleetd/fleetd/internal/config"
 	"github.com/fleetd/fleetd/internal/health"
+	"github.com/fleetd/fleetd/internal/remediate/policy"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -107,7 +109,7 @@ func TestRemediationWords(t *testing.T) {
 		}, "storm: fleet-wide since 09:29:00"},
 		{"excluded by tag", unhealthy("dev-3", "A-03", "loc-a", now), func() *Remediation {
 			r := base()
-			r.Exclude = Exclude{Tags: []string{"other", "vip"}}
+			r.Rules = policy.Compile(config.Remediation{Exclude: config.Exclude{Tags: []string{"other", "vip"}}})
 			d := skip("excluded")
 			d.DeviceID = "dev-3"
 			r.Decisions = []Decision{d}
@@ -115,10 +117,22 @@ func TestRemediationWords(t *testing.T) {
 		}, "excluded by tag vip"},
 		{"excluded by location", f, func() *Remediation {
 			r := base()
-			r.Exclude = Exclude{Locations: []string{"loc-a"}}
+			r.Rules = policy.Compile(config.Remediation{Exclude: config.Exclude{Locations: []string{"loc-a"}}})
 			r.Decisions = []Decision{skip("excluded")}
 			return r
 		}, "excluded by location"},
+		{"excluded by device type", f, func() *Remediation {
+			r := base()
+			r.Rules = policy.Compile(config.Remediation{Exclude: config.Exclude{DeviceTypes: []string{string(bikeep.TypeBikeDock)}}})
+			r.Decisions = []Decision{skip("excluded")}
+			return r
+		}, "excluded by device type"},
+		{"excluded under rules since reloaded away", f, func() *Remediation {
+			r := base()
+			r.Rules = policy.Compile(config.Remediation{Exclude: config.Exclude{Locations: []string{"loc-b"}}})
+			r.Decisions = []Decision{skip("excluded")}
+			return r
+		}, "excluded by remediation.exclude"},
 		{"paused", f, func() *Remediation {
 			r := base()
 			r.Decisions = []Decision{skip("paused")}

@@ -22,6 +22,7 @@ import (
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/record"
+	"github.com/fleetd/fleetd/internal/remediate/policy"
 	"github.com/fleetd/fleetd/internal/scrape"
 )
 
@@ -49,15 +50,12 @@ type Remediation struct {
 	// e.g. "in flight (attempt 2)".
 	DeviceState map[string]string
 	// MinFaultAge and Cooldown are the policy's, for "too young until" and
-	// "cooldown until"; Exclude is remediation.exclude, to say which rule
-	// excluded a device.
+	// "cooldown until".
 	MinFaultAge, Cooldown time.Duration
-	Exclude               Exclude
-}
-
-// Exclude is the remediation.exclude section.
-type Exclude struct {
-	Locations, DeviceTypes, Tags []string
+	// Rules are the policy in force: the page asks them which
+	// remediation.exclude rule covers a device, so it never matches the
+	// exclude lists itself and cannot disagree with the engine's gate.
+	Rules *policy.Rules
 }
 
 // Storm is an active fault storm that stops new commands in its scope.
@@ -356,8 +354,8 @@ func buildPage(s *scrape.Snapshot, rem *Remediation, mem *memory, now time.Time)
 				t = *a
 			}
 			var dev *record.Device
-			if rem != nil && len(rem.Exclude.Tags) > 0 {
-				dev, _ = s.Device(f.LocationID, f.DeviceID) // only tags need the device
+			if t.haveLast && t.last.Reason == policy.ReasonExcluded {
+				dev, _ = s.Device(f.LocationID, f.DeviceID) // only "excluded by" needs the device
 			}
 			state, tone := remediationState(stateInput{fault: f, device: dev, track: t, rem: rem, lastSend: lastSend[f.DeviceID], now: now})
 			rows[i] = faultRow{Fault: f, LocationName: names[f.LocationID], State: state, Tone: tone, Commands: slices.Clone(t.commands)}

@@ -2,11 +2,11 @@ package status
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/fleetd/fleetd/internal/health"
 	"github.com/fleetd/fleetd/internal/record"
+	"github.com/fleetd/fleetd/internal/remediate/policy"
 )
 
 // Tones of a remediation state: how the Remediation cell is coloured.
@@ -97,7 +97,7 @@ func skipWords(in stateInput, d Decision) (string, string) {
 	case "blackout":
 		return "blackout window: no commands now", toneWait
 	case "excluded":
-		return "excluded by " + exclusion(rem.Exclude, f, in.device), toneNone
+		return "excluded by " + exclusion(rem.Rules, f, in.device), toneNone
 	case "not_recoverable":
 		return "not recoverable by sync-device — needs a visit", toneBad
 	case "unsupported":
@@ -130,19 +130,13 @@ func skipWords(in stateInput, d Decision) (string, string) {
 	return "skipped: " + d.Reason, toneNone
 }
 
-// exclusion names the remediation.exclude rule that matches.
-func exclusion(x Exclude, f health.Fault, dev *record.Device) string {
-	switch {
-	case slices.Contains(x.Locations, f.LocationID):
-		return "location"
-	case slices.Contains(x.DeviceTypes, string(f.DeviceType)):
-		return "device type"
-	}
-	if dev != nil {
-		for _, tag := range dev.Tags {
-			if slices.Contains(x.Tags, tag) {
-				return "tag " + tag
-			}
+// exclusion names the remediation.exclude rule that covers the fault's
+// device, as the policy core matches it; a decision taken under rules since
+// reloaded away is said in general terms.
+func exclusion(rules *policy.Rules, f health.Fault, dev *record.Device) string {
+	if rules != nil {
+		if rule := rules.Exclusion(f.LocationID, dev, &f); rule != "" {
+			return rule
 		}
 	}
 	return "remediation.exclude"

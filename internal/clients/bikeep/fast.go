@@ -169,50 +169,56 @@ func (s *scanner) unknown(mark int, name []byte) bool {
 }
 
 // str scans a string at s.i ('"') without escapes and returns its bytes.
+//
+// The closing quote is found first with bytes.IndexByte (vectorised), then
+// the span is checked: no backslash (also vectorised), then eight bytes at
+// a time for control and non-ASCII bytes, with exact UTF-8 validation only
+// from the first non-ASCII byte on. A string with an escaped quote has a
+// backslash before the quote IndexByte finds, so it is declined as before.
 func (s *scanner) str() ([]byte, bool) {
 	start := s.i + 1
-	for j := start; j < len(s.b); {
-		// Eight plain bytes at a time (no quote, backslash, control byte
-		// or non-ASCII byte), the common case of ids and URLs.
-		for j+8 <= len(s.b) && plain8(binary.LittleEndian.Uint64(s.b[j:])) {
-			j += 8
-		}
-		if j >= len(s.b) {
+	if start > len(s.b) {
+		return nil, false
+	}
+	n := bytes.IndexByte(s.b[start:], '"')
+	if n < 0 || n > limits.MaxNameBytes {
+		return nil, false // over the cap the full decoder shortens it and counts that
+	}
+	v := s.b[start : start+n]
+	if bytes.IndexByte(v, '\\') >= 0 {
+		return nil, false
+	}
+	j := 0
+	for ; j+8 <= len(v); j += 8 {
+		if !ascii8(binary.LittleEndian.Uint64(v[j:])) {
 			break
 		}
-		c := s.b[j]
+	}
+	for j < len(v) {
+		c := v[j]
 		switch {
-		case c == '"':
-			if j-start > limits.MaxNameBytes {
-				return nil, false // the full decoder shortens it and counts that
-			}
-			s.i = j + 1
-			return s.b[start:j], true
-		case c == '\\' || c < 0x20:
+		case c < 0x20:
 			return nil, false
 		case c < utf8.RuneSelf:
 			j++
 		default:
-			r, n := utf8.DecodeRune(s.b[j:])
+			r, n := utf8.DecodeRune(v[j:])
 			if r == utf8.RuneError && n <= 1 {
 				return nil, false
 			}
 			j += n
 		}
 	}
-	return nil, false
+	s.i = start + n + 1
+	return v, true
 }
 
-// plain8 reports whether none of the eight bytes in x is a quote, a
-// backslash, below 0x20 or at or above 0x80 (SWAR: a byte of v is zero iff
-// the high bit of (v - 0x01…) &^ v is set).
-func plain8(x uint64) bool {
+// ascii8 reports whether all eight bytes in x are at or above 0x20 and
+// below 0x80. It may report false for a plain byte above one that is not
+// (a borrow), which only sends the scan to the exact byte loop.
+func ascii8(x uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q, bs := x^('"'*ones), x^('\\'*ones)
-	return (x|
-		(x-0x20*ones)&^x| // a byte below 0x20
-		(q-ones)&^q| // a quote
-		(bs-ones)&^bs)&highs == 0 // a backslash
+	return (x|(x-0x20*ones)&^x)&highs == 0
 }
 
 // lit consumes the literal word.

@@ -8,8 +8,8 @@ import (
 	"github.com/fleetd/fleetd/internal/record"
 )
 
-func TestPlain8(t *testing.T) {
-	plain := func(c byte) bool { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' }
+func TestASCII8(t *testing.T) {
+	plain := func(c byte) bool { return c >= 0x20 && c < 0x80 }
 	for c := range 256 {
 		for pos := range 8 {
 			w := []byte("aaaaaaaa")
@@ -18,8 +18,8 @@ func TestPlain8(t *testing.T) {
 			for i := 7; i >= 0; i-- {
 				x = x<<8 | uint64(w[i])
 			}
-			if got := plain8(x); got != plain(byte(c)) {
-				t.Fatalf("plain8 with byte %#x at %d = %v, want %v", c, pos, got, plain(byte(c)))
+			if got := ascii8(x); got != plain(byte(c)) {
+				t.Fatalf("ascii8 with byte %#x at %d = %v, want %v", c, pos, got, plain(byte(c)))
 			}
 		}
 	}

@@ -74,6 +74,10 @@ func (st *listState) fastList(b []byte) bool {
 
 // ws skips JSON whitespace.
 func (s *scanner) ws() {
+	// A compact body has none: one comparison settles the common case.
+	if s.i < len(s.b) && s.b[s.i] > ' ' {
+		return
+	}
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -165,50 +169,56 @@ func (s *scanner) unknown(mark int, name []byte) bool {
 }
 
 // str scans a string at s.i ('"') without escapes and returns its bytes.
+//
+// The closing quote is found first with bytes.IndexByte (vectorised), then
+// the span is checked: no backslash (also vectorised), then eight bytes at
+// a time for control and non-ASCII bytes, with exact UTF-8 validation only
+// from the first non-ASCII byte on. A string with an escaped quote has a
+// backslash before the quote IndexByte finds, so it is declined as before.
 func (s *scanner) str() ([]byte, bool) {
 	start := s.i + 1
-	for j := start; j < len(s.b); {
-		// Eight plain bytes at a time (no quote, backslash, control byte
-		// or non-ASCII byte), the common case of ids and URLs.
-		for j+8 <= len(s.b) && plain8(binary.LittleEndian.Uint64(s.b[j:])) {
-			j += 8
-		}
-		if j >= len(s.b) {
+	if start > len(s.b) {
+		return nil, false
+	}
+	n := bytes.IndexByte(s.b[start:], '"')
+	if n < 0 || n > limits.MaxNameBytes {
+		return nil, false // over the cap the full decoder shortens it and counts that
+	}
+	v := s.b[start : start+n]
+	if bytes.IndexByte(v, '\\') >= 0 {
+		return nil, false
+	}
+	j := 0
+	for ; j+8 <= len(v); j += 8 {
+		if !ascii8(binary.LittleEndian.Uint64(v[j:])) {
 			break
 		}
-		c := s.b[j]
+	}
+	for j < len(v) {
+		c := v[j]
 		switch {
-		case c == '"':
-			if j-start > limits.MaxNameBytes {
-				return nil, false // the full decoder shortens it and counts that
-			}
-			s.i = j + 1
-			return s.b[start:j], true
-		case c == '\\' || c < 0x20:
+		case c < 0x20:
 			return nil, false
 		case c < utf8.RuneSelf:
 			j++
 		default:
-			r, n := utf8.DecodeRune(s.b[j:])
+			r, n := utf8.DecodeRune(v[j:])
 			if r == utf8.RuneError && n <= 1 {
 				return nil, false
 			}
 			j += n
 		}
 	}
-	return nil, false
+	s.i = start + n + 1
+	return v, true
 }
 
-// plain8 reports whether none of the eight bytes in x is a quote, a
-// backslash, below 0x20 or at or above 0x80 (SWAR: a byte of v is zero iff
-// the high bit of (v - 0x01…) &^ v is set).
-func plain8(x uint64) bool {
+// ascii8 reports whether all eight bytes in x are at or above 0x20 and
+// below 0x80. It may report false for a plain byte above one that is not
+// (a borrow), which only sends the scan to the exact byte loop.
+func ascii8(x uint64) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q, bs := x^('"'*ones), x^('\\'*ones)
-	return (x|
-		(x-0x20*ones)&^x| // a byte below 0x20
-		(q-ones)&^q| // a quote
-		(bs-ones)&^bs)&highs == 0 // a backslash
+	return (x|(x-0x20*ones)&^x)&highs == 0
 }
 
 // lit consumes the literal word.
@@ -359,11 +369,92 @@ func (s *scanner) stamp() (record.Time, bool) {
 	if !ok || len(b) == 0 {
 		return 0, ok
 	}
+	if ns, ok := utcNanos(b); ok {
+		return record.Time(ns), true
+	}
 	t, err := time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(b), len(b)))
 	if err != nil || !record.Representable(t) {
 		return 0, false
 	}
 	return record.FromTime(t), true
+}
+
+// utcNanos reads the forms healthy bodies use, "2006-01-02T15:04:05Z"
+// with up to nine fraction digits before the Z, from 1970 to 2261, as
+// nanoseconds since the Unix epoch, with time.Parse's range checks;
+// anything else (offsets, other years, a bad field) is left to time.Parse,
+// which decides. time.Parse and time.Date were most of the cost of a
+// timestamp.
+func utcNanos(b []byte) (int64, bool) {
+	if len(b) < 20 || len(b) > 30 || len(b) == 21 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return 0, false
+	}
+	year, ok1 := digits4(b[0:4])
+	month, ok2 := digits2(b[5:7])
+	day, ok3 := digits2(b[8:10])
+	hour, ok4 := digits2(b[11:13])
+	minute, ok5 := digits2(b[14:16])
+	sec, ok6 := digits2(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		return 0, false
+	}
+	var nsec int64
+	if len(b) > 20 {
+		if b[19] != '.' {
+			return 0, false
+		}
+		digits := b[20 : len(b)-1]
+		for _, c := range digits {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			nsec = nsec*10 + int64(c-'0')
+		}
+		for range 9 - len(digits) {
+			nsec *= 10
+		}
+	}
+	if year < 1970 || year > 2261 || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
+		hour > 23 || minute > 59 || sec > 59 {
+		return 0, false
+	}
+	// Days since 1970-01-01 in the proleptic Gregorian calendar, counting
+	// years from March so that the leap day comes last.
+	y := year
+	if month <= 2 {
+		y--
+	}
+	era, yoe := y/400, y%400
+	doy := (153*((month+9)%12)+2)/5 + day - 1
+	days := era*146097 + yoe*365 + yoe/4 - yoe/100 + doy - 719468
+	ns := (int64(days)*86400+int64(hour*3600+minute*60+sec))*1e9 + nsec
+	// The epoch itself is not representable (record.Representable).
+	return ns, ns > 0
+}
+
+func digits2(b []byte) (int, bool) {
+	d0, d1 := b[0]-'0', b[1]-'0'
+	return int(d0)*10 + int(d1), d0 <= 9 && d1 <= 9
+}
+
+func digits4(b []byte) (int, bool) {
+	hi, ok1 := digits2(b[0:2])
+	lo, ok2 := digits2(b[2:4])
+	return hi*100 + lo, ok1 && ok2
+}
+
+// daysIn is the length of month in year (proleptic Gregorian, as time uses).
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 // object scans an object-or-null member whose names are matched by id

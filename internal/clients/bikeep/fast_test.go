@@ -3,12 +3,13 @@ package bikeep
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetd/fleetd/internal/record"
 )
 
-func TestPlain8(t *testing.T) {
-	plain := func(c byte) bool { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' }
+func TestASCII8(t *testing.T) {
+	plain := func(c byte) bool { return c >= 0x20 && c < 0x80 }
 	for c := range 256 {
 		for pos := range 8 {
 			w := []byte("aaaaaaaa")
@@ -17,8 +18,8 @@ func TestPlain8(t *testing.T) {
 			for i := 7; i >= 0; i-- {
 				x = x<<8 | uint64(w[i])
 			}
-			if got := plain8(x); got != plain(byte(c)) {
-				t.Fatalf("plain8 with byte %#x at %d = %v, want %v", c, pos, got, plain(byte(c)))
+			if got := ascii8(x); got != plain(byte(c)) {
+				t.Fatalf("ascii8 with byte %#x at %d = %v, want %v", c, pos, got, plain(byte(c)))
 			}
 		}
 	}
@@ -88,4 +89,100 @@ func FuzzFastPath(f *testing.F) {
 	seedCorpus(f, "device_list.json", "device.json")
 	f.Add([]byte(`{"data":[` + string(fixture(f, "device.json")) + `]}`))
 	f.Fuzz(func(t *testing.T, b []byte) { checkFast(t, b) })
+}
+
+// utcNanos must read exactly what time.Parse and record.FromTime read, or
+// decline.
+func checkUTCNanos(t *testing.T, s string) {
+	t.Helper()
+	got, ok := utcNanos([]byte(s))
+	if !ok {
+		return
+	}
+	want, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("utcNanos(%q) = %v, time.Parse refuses it: %v", s, got, err)
+	}
+	if !record.Representable(want) || want.IsZero() {
+		t.Fatalf("utcNanos(%q) = %v, but it is not a representable instant", s, got)
+	}
+	if w := record.FromTime(want); record.Time(got) != w {
+		t.Fatalf("utcNanos(%q) = %v, time.Parse reads %v", s, got, int64(w))
+	}
+}
+
+func TestUTCNanos(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		accept bool
+	}{
+		{"2025-01-15T12:00:00Z", true},
+		{"2026-12-01T19:14:29.457Z", true},
+		{"2026-12-01T19:14:29.4Z", true},
+		{"2026-12-01T19:14:29.123456789Z", true},
+		{"2024-02-29T23:59:59Z", true},
+		{"2024-03-01T00:00:00Z", true},
+		{"2100-03-01T00:00:00Z", true},
+		{"2023-12-31T23:59:59Z", true},
+		{"1970-01-01T00:00:00.000000001Z", true},
+		{"2261-12-31T23:59:59.999999999Z", true},
+		{"1970-01-01T00:00:00Z", false}, // the epoch is not representable
+		{"1969-12-31T23:59:59Z", false},
+		{"2262-01-01T00:00:00Z", false}, // time.Parse decides
+		{"0001-01-01T00:00:00Z", false},
+		{"2000-02-29T00:00:00Z", true},
+		{"2100-02-29T00:00:00Z", false},
+		{"2026-12-01T19:14:29.1234567890Z", false}, // ten digits: time.Parse decides
+		{"2026-12-01T19:14:29.Z", false},
+		{"2026-12-01T19:14:29,457Z", false},
+		{"2026-12-01T19:14:29+00:00", false},
+		{"2026-12-01t19:14:29Z", false},
+		{"2026-12-01T19:14:29z", false},
+		{"2023-02-29T00:00:00Z", false},
+		{"1900-02-29T00:00:00Z", false},
+		{"2025-04-31T00:00:00Z", false},
+		{"2025-00-10T00:00:00Z", false},
+		{"2025-13-10T00:00:00Z", false},
+		{"2025-01-00T00:00:00Z", false},
+		{"2025-01-10T24:00:00Z", false},
+		{"2025-01-10T23:60:00Z", false},
+		{"2025-01-10T23:59:60Z", false},
+		{"2025-01-10T2a:59:00Z", false},
+		{"+025-01-10T23:59:00Z", false},
+		{"2025-01-10T23:59:00.45aZ", false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			if _, ok := utcNanos([]byte(tc.in)); ok != tc.accept {
+				t.Fatalf("utcNanos(%q) accepted %v, want %v", tc.in, ok, tc.accept)
+			}
+			checkUTCNanos(t, tc.in)
+		})
+	}
+}
+
+func FuzzUTCNanos(f *testing.F) {
+	for _, s := range []string{"2025-01-15T12:00:00Z", "2026-12-01T19:14:29.457Z", "2024-02-29T23:59:59.123456789Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkUTCNanos)
+}
+
+// BenchmarkStamp compares the timestamp fast path with time.Parse, which it
+// replaces for the forms healthy bodies use.
+func BenchmarkStamp(b *testing.B) {
+	in := []byte("2026-12-01T19:14:29.457Z")
+	b.Run("utcNanos", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok := utcNanos(in); !ok {
+				b.Fatal("declined")
+			}
+		}
+	})
+	b.Run("time.Parse", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := time.Parse(time.RFC3339Nano, string(in)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1181,9 +1181,11 @@ func TestPrometheusRuleMatchesAlerts(t *testing.T) {
 	}
 }
 
-// TestKustomizeBuild renders the kustomization with kubectl when it is
-// installed (an optional extra: the checks above need nothing but Go).
-func TestKustomizeBuild(t *testing.T) {
+// kustomize renders the kustomization in dir (relative to the repository)
+// with kubectl and decodes its documents; it skips t when kubectl is not
+// installed, an optional extra: the other checks need nothing but Go.
+func kustomize(t *testing.T, dir string) []map[string]any {
+	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
 		t.Skip("kubectl not installed")
@@ -1191,16 +1193,23 @@ func TestKustomizeBuild(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(root, k8sDir))
+	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(root, dir))
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kubectl kustomize: %v\n%s", err, stderr.String())
+		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
 	}
 	docs, err := decodeAll(out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return docs
+}
+
+// TestKustomizeBuild renders the kustomization with kubectl when it is
+// installed (an optional extra: the checks above need nothing but Go).
+func TestKustomizeBuild(t *testing.T) {
+	docs := kustomize(t, k8sDir)
 	var kinds []string
 	for _, d := range docs {
 		o := object{doc: d}

@@ -1,16 +1,12 @@
 package deploy
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fleetd/fleetd/internal/config"
 )
@@ -22,23 +18,7 @@ const replicatedDir = "deploy/kubernetes-replicated"
 // the same pods, the database password projected where fleetd.yml reads it,
 // and a config that loads with a cluster section.
 func TestReplicatedOverlay(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl not installed")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(root, replicatedDir))
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kubectl kustomize: %v\n%s", err, stderr.String())
-	}
-	docs, err := decodeAll(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs := kustomize(t, replicatedDir)
 	var (
 		kinds  []string
 		dep    deployment

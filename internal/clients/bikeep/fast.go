@@ -3,6 +3,7 @@ package bikeep
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -41,6 +42,8 @@ type scanner struct {
 	// names holds the member names of the objects being scanned, for the
 	// duplicate check of names that no bit set covers.
 	names [][]byte
+	// wide is set by str on a string with a non-ASCII byte.
+	wide bool
 }
 
 // fastList decodes b into st.out if every element is a good device.
@@ -48,28 +51,27 @@ func (st *listState) fastList(b []byte) bool {
 	s := scanner{b: b, st: st, names: st.names[:0]}
 	defer func() { clear(s.names); st.names = s.names[:0] }()
 	st.out = st.out[:0]
-	s.ws()
 	if !s.eat('{') {
 		return false
 	}
 	seen := false
-	mark := len(s.names)
-	ok := s.members(func(name []byte) bool {
-		if string(name) != "data" {
-			return !s.folds(name, dataMember) && s.unknown(mark, name) && s.skip(1)
-		}
-		if seen {
+	for first := true; ; first = false {
+		name, end, ok := s.next(first)
+		switch {
+		case !ok:
+			return false
+		case end:
+			s.ws()
+			return seen && s.i == len(s.b)
+		case string(name) == "data":
+			if seen || !s.devices() {
+				return false
+			}
+			seen = true
+		case s.folds(name, dataMember) || !s.unknown(0, name) || !s.skip(1):
 			return false
 		}
-		seen = true
-		return s.devices()
-	})
-	s.names = s.names[:mark]
-	if !ok || !seen {
-		return false
 	}
-	s.ws()
-	return s.i == len(s.b)
 }
 
 // ws skips JSON whitespace.
@@ -107,35 +109,38 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
-// members scans the members of an object whose '{' was consumed, calling
-// member with each name; member consumes the value.
-func (s *scanner) members(member func(name []byte) bool) bool {
-	if s.peek() == '}' {
-		s.i++
-		return true
-	}
-	for {
-		if s.peek() != '"' {
-			return false
-		}
-		name, ok := s.str()
-		if !ok || !s.eat(':') {
-			return false
-		}
-		s.ws()
-		if !member(name) {
-			return false
-		}
-		switch s.peek() {
+// next moves to the next member of an object whose '{' was consumed
+// (first: none read yet): it returns the member's name with the ':' and
+// the space before the value consumed, or end once the '}' is consumed.
+// Callers loop over it rather than passing a callback: the member loop is
+// the walk's hottest code and an indirect call per member showed in
+// profiles.
+func (s *scanner) next(first bool) (name []byte, end, ok bool) {
+	c := s.peek()
+	if !first {
+		switch c {
 		case ',':
 			s.i++
+			c = s.peek()
 		case '}':
 			s.i++
-			return true
+			return nil, true, true
 		default:
-			return false
+			return nil, false, false
 		}
+	} else if c == '}' {
+		s.i++
+		return nil, true, true
 	}
+	if c != '"' {
+		return nil, false, false
+	}
+	name, ok = s.str()
+	if !ok || !s.eat(':') {
+		return nil, false, false
+	}
+	s.ws()
+	return name, false, true
 }
 
 // folds reports whether name, which matched no member exactly, could match
@@ -170,55 +175,62 @@ func (s *scanner) unknown(mark int, name []byte) bool {
 
 // str scans a string at s.i ('"') without escapes and returns its bytes.
 //
-// The closing quote is found first with bytes.IndexByte (vectorised), then
-// the span is checked: no backslash (also vectorised), then eight bytes at
-// a time for control and non-ASCII bytes, with exact UTF-8 validation only
-// from the first non-ASCII byte on. A string with an escaped quote has a
-// backslash before the quote IndexByte finds, so it is declined as before.
+// One pass, eight bytes at a time: special8 finds the first byte that ends
+// the string or needs a closer look (quote, backslash, control, non-ASCII),
+// so a plain ASCII string costs a few operations per eight bytes and no
+// call. Non-ASCII bytes are validated exactly as UTF-8 and set s.wide.
 func (s *scanner) str() ([]byte, bool) {
+	b := s.b
 	start := s.i + 1
-	if start > len(s.b) {
-		return nil, false
-	}
-	n := bytes.IndexByte(s.b[start:], '"')
-	if n < 0 || n > limits.MaxNameBytes {
-		return nil, false // over the cap the full decoder shortens it and counts that
-	}
-	v := s.b[start : start+n]
-	if bytes.IndexByte(v, '\\') >= 0 {
-		return nil, false
-	}
-	j := 0
-	for ; j+8 <= len(v); j += 8 {
-		if !ascii8(binary.LittleEndian.Uint64(v[j:])) {
-			break
+	j := start
+	for {
+		if j-start > limits.MaxNameBytes {
+			return nil, false // over the cap the full decoder shortens it and counts that
 		}
-	}
-	for j < len(v) {
-		c := v[j]
-		switch {
-		case c < 0x20:
+		if j+8 <= len(b) {
+			m := special8(binary.LittleEndian.Uint64(b[j:]))
+			if m == 0 {
+				j += 8
+				continue
+			}
+			j += bits.TrailingZeros64(m) >> 3
+		} else if j >= len(b) {
+			return nil, false
+		}
+		switch c := b[j]; {
+		case c == '"':
+			if j-start > limits.MaxNameBytes {
+				return nil, false
+			}
+			s.i = j + 1
+			return b[start:j], true
+		case c == '\\' || c < 0x20:
 			return nil, false
 		case c < utf8.RuneSelf:
-			j++
+			j++ // a plain byte in the last eight of the body
 		default:
-			r, n := utf8.DecodeRune(v[j:])
+			r, n := utf8.DecodeRune(b[j:])
 			if r == utf8.RuneError && n <= 1 {
 				return nil, false
 			}
+			s.wide = true
 			j += n
 		}
 	}
-	s.i = start + n + 1
-	return v, true
 }
 
-// ascii8 reports whether all eight bytes in x are at or above 0x20 and
-// below 0x80. It may report false for a plain byte above one that is not
-// (a borrow), which only sends the scan to the exact byte loop.
-func ascii8(x uint64) bool {
+// special8 marks, in the high bit of its byte, each of the eight bytes in
+// x that is a quote, a backslash, below 0x20 or at or above 0x80. Marks
+// above the first may be false (borrows), so only the lowest one counts.
+func special8(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	return (x|(x-0x20*ones)&^x)&highs == 0
+	// Each difference sets a byte's high bit where the byte is zero (q, bs)
+	// or below 0x20, and borrows only from such a byte; or-ing x in marks
+	// the non-ASCII bytes and stands for the "&^ x" of the textbook forms,
+	// since every ASCII byte has its high bit clear in x.
+	q := x ^ ('"' * ones)
+	bs := x ^ ('\\' * ones)
+	return ((q - ones) | (bs - ones) | (x - 0x20*ones) | x) & highs
 }
 
 // lit consumes the literal word.
@@ -287,9 +299,18 @@ func (s *scanner) skip(depth int) bool {
 		}
 		s.i++
 		mark := len(s.names)
-		ok := s.members(func(name []byte) bool { return s.unknown(mark, name) && s.skip(depth+1) })
-		s.names = s.names[:mark]
-		return ok
+		for first := true; ; first = false {
+			name, end, ok := s.next(first)
+			switch {
+			case !ok:
+				return false
+			case end:
+				s.names = s.names[:mark]
+				return true
+			case !s.unknown(mark, name) || !s.skip(depth+1):
+				return false
+			}
+		}
 	case '[':
 		if depth >= fastDepth {
 			return false
@@ -345,6 +366,9 @@ func (s *scanner) float() bool {
 	v, ok := s.number()
 	if !ok {
 		return false
+	}
+	if len(v) <= 300 && bytes.IndexAny(v, "eE") < 0 {
+		return true // without an exponent, fewer than 309 digits always fit
 	}
 	_, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(v), len(v)), 64)
 	return err == nil
@@ -457,9 +481,33 @@ func daysIn(month, year int) int {
 	return 31
 }
 
-// object scans an object-or-null member whose names are matched by id
-// (-1: not one fleetd reads, skipped); a name repeated is refused.
-func (s *scanner) object(id func([]byte) int, member func(int) bool) bool {
+// nested reads the name of a member of an object nested in a device,
+// matched by id: its id, or -1 for a member fleetd does not read, whose
+// value has been skipped. A repeated name, or one encoding/json would fold
+// onto a known one, is refused.
+func (s *scanner) nested(name []byte, id func([]byte) int, mark int, seen *uint64) (int, bool) {
+	k := id(name)
+	if k < 0 {
+		return -1, !s.folds(name, id) && s.unknown(mark, name) && s.skip(3)
+	}
+	if *seen&(1<<k) != 0 {
+		return 0, false
+	}
+	*seen |= 1 << k
+	return k, true
+}
+
+// Objects whose values fleetd only validates, for refs.
+const (
+	objSettings = iota
+	objUser
+	objPriceList
+	objLocation
+)
+
+// refs validates an object-or-null member of kind obj* by the full
+// decoder's rules for its members.
+func (s *scanner) refs(kind int) bool {
 	if s.null() {
 		return true
 	}
@@ -467,21 +515,44 @@ func (s *scanner) object(id func([]byte) int, member func(int) bool) bool {
 		return false
 	}
 	s.i++
+	id := refMember
+	switch kind {
+	case objSettings:
+		id = settingsMember
+	case objUser:
+		id = userMember
+	}
 	var seen uint64
 	mark := len(s.names)
-	ok := s.members(func(name []byte) bool {
-		k := id(name)
-		if k < 0 {
-			return !s.folds(name, id) && s.unknown(mark, name) && s.skip(3)
-		}
-		if seen&(1<<k) != 0 {
+	for first := true; ; first = false {
+		name, end, ok := s.next(first)
+		if !ok {
 			return false
 		}
-		seen |= 1 << k
-		return member(k)
-	})
-	s.names = s.names[:mark]
-	return ok
+		if end {
+			s.names = s.names[:mark]
+			return true
+		}
+		m, ok := s.nested(name, id, mark, &seen)
+		if !ok {
+			return false
+		}
+		switch {
+		case m < 0:
+		case kind == objSettings && m != 2:
+			_, ok = s.stamp()
+		case kind == objLocation && m == 0:
+			// location.id is held to limits.ID like the device's own.
+			var b []byte
+			b, ok = s.text()
+			ok = ok && (len(b) == 0 || limits.ID(unsafe.String(unsafe.SliceData(b), len(b))) == nil)
+		default:
+			_, ok = s.text()
+		}
+		if !ok {
+			return false
+		}
+	}
 }
 
 // devices scans the data array.
@@ -689,199 +760,273 @@ func (s *scanner) device(i int) bool {
 	s.i++
 	st.out = append(st.out, record.Device{})
 	d := &st.out[len(st.out)-1]
+	// prev is the device's previous record (by position until the id is
+	// read), whose strings are reused when equal; old is prev or the zero
+	// record.
 	var prev *record.Device
 	if i < len(st.prev) {
 		prev = &st.prev[i]
 	}
-	old := func() *record.Device {
-		if prev != nil {
-			return prev
-		}
-		return &st.none
+	old := &st.none
+	if prev != nil {
+		old = prev
 	}
 	var other record.Undocumented
-	oldOther := func() *record.Undocumented {
-		if prev != nil && prev.Undocumented() != nil {
-			return prev.Undocumented()
-		}
-		return &st.noneOther
-	}
-	haveID := false
-	display := func(dst *string, o string) bool {
-		b, ok := s.text()
-		if !ok {
-			return false
-		}
-		if b == nil {
-			*dst = ""
-		} else {
-			*dst = keep(b, o)
-		}
-		return true
-	}
-	enum := func(raw *string, o string, set func([]byte) bool) bool {
-		b, ok := s.text()
-		*raw = ""
-		if !ok {
-			return false
-		}
-		if b != nil && set(b) {
-			*raw = keep(b, o)
-		} else if b == nil {
-			set(nil)
-		}
-		return true
-	}
+	// plainID: the id is all ASCII, so limits.ID has only its length to
+	// check.
+	haveID, plainID := false, false
 	var seen uint64
 	mark := len(s.names)
-	ok := s.members(func(name []byte) bool {
+	for first := true; ; first = false {
+		name, end, ok := s.next(first)
+		if !ok {
+			return false
+		}
+		if end {
+			break
+		}
 		k := deviceMember(name)
 		if k < 0 {
-			return !s.folds(name, deviceMember) && s.unknown(mark, name) && s.skip(2)
+			if s.folds(name, deviceMember) || !s.unknown(mark, name) || !s.skip(2) {
+				return false
+			}
+			continue
 		}
 		if seen&(1<<k) != 0 {
 			return false
 		}
 		seen |= 1 << k
+		var b []byte
 		switch ruleOf(k) {
 		case fID:
-			b, ok := s.text()
+			s.wide = false
+			b, ok = s.text()
 			if !ok || b == nil {
 				return false
 			}
+			plainID = !s.wide
 			prev = st.previous(b, i)
-			if string(b) == old().ID {
-				d.ID = old().ID
+			old = &st.none
+			if prev != nil {
+				old = prev
+			}
+			if string(b) == old.ID {
+				d.ID = old.ID
 			} else {
 				d.ID = string(b)
 			}
 			haveID = true
-			return true
 		case fAlias:
-			return display(&d.Alias, old().Alias)
+			d.Alias, ok = s.display(old.Alias)
 		case fCode:
-			return display(&d.Code, old().Code)
+			d.Code, ok = s.display(old.Code)
 		case fHardwareID:
-			return display(&d.HardwareID, old().HardwareID)
+			d.HardwareID, ok = s.display(old.HardwareID)
 		case fType:
-			return enum(&other.Type, oldOther().Type, func(b []byte) bool {
-				d.Type = record.ParseDeviceType(b)
-				return d.Type == record.TypeOther
-			})
+			b, ok = s.text()
+			if d.Type = record.ParseDeviceType(b); d.Type == record.TypeOther && b != nil {
+				other.Type = keep(b, undocumented(prev, st).Type)
+			}
 		case fSleepState:
-			return enum(&other.SleepState, oldOther().SleepState, func(b []byte) bool {
-				d.SleepState = record.ParseSleepState(b)
-				return d.SleepState == record.SleepOther
-			})
+			b, ok = s.text()
+			if d.SleepState = record.ParseSleepState(b); d.SleepState == record.SleepOther && b != nil {
+				other.SleepState = keep(b, undocumented(prev, st).SleepState)
+			}
 		case fLockState:
-			return enum(&other.LockState, oldOther().LockState, func(b []byte) bool {
-				d.LockState = record.ParseLockState(b)
-				return d.LockState == record.LockOther
-			})
+			b, ok = s.text()
+			if d.LockState = record.ParseLockState(b); d.LockState == record.LockOther && b != nil {
+				other.LockState = keep(b, undocumented(prev, st).LockState)
+			}
 		case fHardwareState:
-			return enum(&other.HardwareState, oldOther().HardwareState, func(b []byte) bool {
-				d.HardwareState = record.ParseHardwareState(b)
-				return d.HardwareState == record.HardwareOther
-			})
+			b, ok = s.text()
+			if d.HardwareState = record.ParseHardwareState(b); d.HardwareState == record.HardwareOther && b != nil {
+				other.HardwareState = keep(b, undocumented(prev, st).HardwareState)
+			}
 		case fPowerSave:
-			return enum(&other.PowerSave, oldOther().PowerSave, func(b []byte) bool {
-				d.PowerSave = record.ParsePowerSaveStrategy(b)
-				return d.PowerSave == record.PowerOther
-			})
+			b, ok = s.text()
+			if d.PowerSave = record.ParsePowerSaveStrategy(b); d.PowerSave == record.PowerOther && b != nil {
+				other.PowerSave = keep(b, undocumented(prev, st).PowerSave)
+			}
 		case fState:
-			d.State, d.StateChangedAt, d.StateTimeoutAt, other.State = 0, 0, 0, ""
-			d.HasState = s.peek() == '{'
-			return s.object(stateMember, func(m int) bool {
-				var ok bool
-				switch m {
-				case 0:
-					d.StateChangedAt, ok = s.stamp()
-				case 1:
-					ok = enum(&other.State, oldOther().State, func(b []byte) bool {
-						d.State = record.ParseStateValue(b)
-						return d.State == record.StateOther
-					})
-				default:
-					d.StateTimeoutAt, ok = s.stamp()
-				}
-				return ok
-			})
+			ok = s.state(d, &other, prev)
 		case fHeartbeatV2:
-			d.Health, d.DeadSince, other.Health = 0, 0, ""
-			d.HasHeartbeat = s.peek() == '{'
-			return s.object(heartbeatMember, func(m int) bool {
-				var ok bool
-				switch m {
-				case 0:
-					_, ok = s.stamp()
-				case 1:
-					ok = s.float()
-				case 2:
-					ok = enum(&other.Health, oldOther().Health, func(b []byte) bool {
-						d.Health = record.ParseHealth(b)
-						return d.Health == record.HealthOther
-					})
-				default:
-					d.DeadSince, ok = s.stamp()
-				}
-				return ok
-			})
+			ok = s.heartbeat(d, &other, prev)
 		case fCommands:
-			d.Commands = 0
-			if s.null() {
-				return true
-			}
-			if s.peek() != '{' {
-				return false
-			}
-			s.i++
-			cmark := len(s.names)
-			ok := s.members(func(name []byte) bool {
-				if !s.unknown(cmark, name) {
-					return false
-				}
-				d.Commands = record.AddCommand(d.Commands, name)
-				_, ok := s.text()
-				return ok
-			})
-			s.names = s.names[:cmark]
-			return ok
+			ok = s.commands(d)
 		case fTags:
-			return s.tags(d, old().Tags)
+			ok = s.tags(d, old.Tags)
 		case fSettings:
-			return s.object(settingsMember, func(m int) bool {
-				if m == 2 {
-					_, ok := s.text()
-					return ok
-				}
-				_, ok := s.stamp()
-				return ok
-			})
+			ok = s.refs(objSettings)
 		case fUser:
-			return s.object(userMember, func(int) bool { _, ok := s.text(); return ok })
+			ok = s.refs(objUser)
 		case fPriceList:
-			return s.object(refMember, func(int) bool { _, ok := s.text(); return ok })
+			ok = s.refs(objPriceList)
 		case fLocation:
-			// location.id is held to limits.ID like the device's own.
-			return s.object(refMember, func(m int) bool {
-				b, ok := s.text()
-				return ok && (m != 0 || len(b) == 0 || limits.ID(unsafe.String(unsafe.SliceData(b), len(b))) == nil)
-			})
+			ok = s.refs(objLocation)
 		case fText:
-			_, ok := s.text()
-			return ok
+			_, ok = s.text()
 		case fFloat:
-			return s.float()
+			ok = s.float()
 		default:
-			return s.boolean()
+			ok = s.boolean()
 		}
-	})
+		if !ok {
+			return false
+		}
+	}
 	s.names = s.names[:mark]
-	if !ok || !haveID || limits.ID(d.ID) != nil {
+	if !haveID {
 		return false
+	}
+	if !plainID || len(d.ID) == 0 || len(d.ID) > limits.MaxIDBytes {
+		if limits.ID(d.ID) != nil {
+			return false
+		}
 	}
 	finish(d, prev, other)
 	return true
+}
+
+// undocumented is the previous record's undocumented enum values, whose
+// strings are reused when equal, or the zero ones.
+func undocumented(prev *record.Device, st *listState) *record.Undocumented {
+	if prev != nil && prev.Undocumented() != nil {
+		return prev.Undocumented()
+	}
+	return &st.noneOther
+}
+
+// display reads a display string or null (""), reusing old when equal.
+func (s *scanner) display(old string) (string, bool) {
+	b, ok := s.text()
+	if !ok || b == nil {
+		return "", ok
+	}
+	return keep(b, old), true
+}
+
+// state reads the state member (an object or null) into d.
+func (s *scanner) state(d *record.Device, other *record.Undocumented, prev *record.Device) bool {
+	d.State, d.StateChangedAt, d.StateTimeoutAt, other.State = 0, 0, 0, ""
+	if s.null() {
+		d.HasState = false
+		return true
+	}
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	d.HasState = true
+	var seen uint64
+	mark := len(s.names)
+	for first := true; ; first = false {
+		name, end, ok := s.next(first)
+		if !ok {
+			return false
+		}
+		if end {
+			s.names = s.names[:mark]
+			return true
+		}
+		m, ok := s.nested(name, stateMember, mark, &seen)
+		if !ok {
+			return false
+		}
+		switch m {
+		case 0:
+			d.StateChangedAt, ok = s.stamp()
+		case 1:
+			var b []byte
+			b, ok = s.text()
+			if d.State = record.ParseStateValue(b); d.State == record.StateOther && b != nil {
+				other.State = keep(b, undocumented(prev, s.st).State)
+			}
+		case 2:
+			d.StateTimeoutAt, ok = s.stamp()
+		}
+		if !ok {
+			return false
+		}
+	}
+}
+
+// heartbeat reads the heartbeat_v2 member (an object or null) into d.
+func (s *scanner) heartbeat(d *record.Device, other *record.Undocumented, prev *record.Device) bool {
+	d.Health, d.DeadSince, other.Health = 0, 0, ""
+	if s.null() {
+		d.HasHeartbeat = false
+		return true
+	}
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	d.HasHeartbeat = true
+	var seen uint64
+	mark := len(s.names)
+	for first := true; ; first = false {
+		name, end, ok := s.next(first)
+		if !ok {
+			return false
+		}
+		if end {
+			s.names = s.names[:mark]
+			return true
+		}
+		m, ok := s.nested(name, heartbeatMember, mark, &seen)
+		if !ok {
+			return false
+		}
+		switch m {
+		case 0:
+			_, ok = s.stamp()
+		case 1:
+			ok = s.float()
+		case 2:
+			var b []byte
+			b, ok = s.text()
+			if d.Health = record.ParseHealth(b); d.Health == record.HealthOther && b != nil {
+				other.Health = keep(b, undocumented(prev, s.st).Health)
+			}
+		case 3:
+			d.DeadSince, ok = s.stamp()
+		}
+		if !ok {
+			return false
+		}
+	}
+}
+
+// commands reads the commands member (an object of command name to URL,
+// or null): the names become d's command set, the URLs are only
+// validated.
+func (s *scanner) commands(d *record.Device) bool {
+	d.Commands = 0
+	if s.null() {
+		return true
+	}
+	if s.peek() != '{' {
+		return false
+	}
+	s.i++
+	mark := len(s.names)
+	for first := true; ; first = false {
+		name, end, ok := s.next(first)
+		if !ok {
+			return false
+		}
+		if end {
+			s.names = s.names[:mark]
+			return true
+		}
+		if !s.unknown(mark, name) {
+			return false
+		}
+		d.Commands = record.AddCommand(d.Commands, name)
+		if _, ok := s.text(); !ok {
+			return false
+		}
+	}
 }
 
 // tags scans a tags member; the previous record's slice is shared when

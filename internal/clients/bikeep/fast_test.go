@@ -1,25 +1,48 @@
 package bikeep
 
 import (
+	"math/bits"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleetd/fleetd/internal/clients/limits"
 	"github.com/fleetd/fleetd/internal/record"
 )
 
-func TestASCII8(t *testing.T) {
-	plain := func(c byte) bool { return c >= 0x20 && c < 0x80 }
+func TestSpecial8(t *testing.T) {
+	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= 0x80 }
+	word := func(w []byte) uint64 {
+		x := uint64(0)
+		for i := 7; i >= 0; i-- {
+			x = x<<8 | uint64(w[i])
+		}
+		return x
+	}
+	// The lowest mark must be the first special byte, whatever follows it.
 	for c := range 256 {
 		for pos := range 8 {
-			w := []byte("aaaaaaaa")
-			w[pos] = byte(c)
-			x := uint64(0)
-			for i := 7; i >= 0; i-- {
-				x = x<<8 | uint64(w[i])
-			}
-			if got := ascii8(x); got != plain(byte(c)) {
-				t.Fatalf("ascii8 with byte %#x at %d = %v, want %v", c, pos, got, plain(byte(c)))
+			for _, after := range []byte{'a', 0, '"', 0x1f, 0xff} {
+				w := []byte("aaaaaaaa")
+				w[pos] = byte(c)
+				for k := pos + 1; k < 8; k++ {
+					w[k] = after
+				}
+				first := -1
+				for k, b := range w {
+					if special(b) {
+						first = k
+						break
+					}
+				}
+				m := special8(word(w))
+				got := -1
+				if m != 0 {
+					got = bits.TrailingZeros64(m) / 8
+				}
+				if got != first {
+					t.Fatalf("special8(%q) marks byte %d first, want %d", w, got, first)
+				}
 			}
 		}
 	}
@@ -185,4 +208,58 @@ func BenchmarkStamp(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestStrAtEveryOffset holds the eight-bytes-at-a-time string scan to the
+// byte-by-byte rule: a string is taken when it has no backslash, no control
+// byte, only valid UTF-8 and at most limits.MaxNameBytes bytes, wherever
+// the odd byte sits relative to the eight-byte words and the body's end.
+func TestStrAtEveryOffset(t *testing.T) {
+	inserts := []struct {
+		name string
+		b    string
+		ok   bool
+	}{
+		{"plain", "", true},
+		{"backslash", `\`, false},
+		{"control", "\x1f", false},
+		{"nul", "\x00", false},
+		{"del", "\x7f", true},
+		{"two-byte", "é", true},
+		{"three-byte", "€", true},
+		{"four-byte", "😀", true},
+		{"replacement", "\uFFFD", true},
+		{"invalid", "\xff", false},
+		{"truncated", "\xe2\x82", false},
+		{"surrogate", "\xed\xa0\x80", false},
+	}
+	for _, in := range inserts {
+		t.Run(in.name, func(t *testing.T) {
+			for n := 0; n <= limits.MaxNameBytes+10; n++ {
+				for _, at := range []int{0, n / 2, n} {
+					content := strings.Repeat("a", at) + in.b + strings.Repeat("a", n-at)
+					want := in.ok && len(content) <= limits.MaxNameBytes
+					for _, tail := range []string{"", ",", "]}        "} {
+						body := []byte(`"` + content + `"` + tail)
+						s := scanner{b: body}
+						got, ok := s.str()
+						if ok != want {
+							t.Fatalf("str(%q) ok = %v, want %v", body, ok, want)
+						}
+						if ok && (string(got) != content || s.i != len(content)+2) {
+							t.Fatalf("str(%q) = %q ending at %d", body, got, s.i)
+						}
+						if ok && s.wide != (strings.IndexFunc(content, func(r rune) bool { return r >= 0x80 }) >= 0) {
+							t.Fatalf("str(%q) wide = %v", body, s.wide)
+						}
+					}
+					// Without its closing quote the string is refused.
+					s := scanner{b: []byte(`"` + content)}
+					if _, ok := s.str(); ok {
+						t.Fatalf("str accepted the unterminated %q", content)
+					}
+				}
+			}
+		})
+	}
 }

@@ -542,10 +542,13 @@ func (s *scanner) refs(kind int) bool {
 		case kind == objSettings && m != 2:
 			_, ok = s.stamp()
 		case kind == objLocation && m == 0:
-			// location.id is held to limits.ID like the device's own.
+			// location.id is held to limits.ID like the device's own;
+			// an ASCII one has only its length to check.
 			var b []byte
+			s.wide = false
 			b, ok = s.text()
-			ok = ok && (len(b) == 0 || limits.ID(unsafe.String(unsafe.SliceData(b), len(b))) == nil)
+			ok = ok && (len(b) == 0 || !s.wide && len(b) <= limits.MaxIDBytes ||
+				limits.ID(unsafe.String(unsafe.SliceData(b), len(b))) == nil)
 		default:
 			_, ok = s.text()
 		}

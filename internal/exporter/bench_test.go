@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/fleetd/fleetd/internal/clients/bikeep"
 	"github.com/fleetd/fleetd/internal/health"
@@ -47,14 +48,31 @@ func benchSnapshot(locations, perLoc int) *scrape.Snapshot {
 }
 
 // BenchmarkWarm measures encoding a new snapshot's fleet metrics, the work
-// the daemon does once per walk (in the walk's goroutine, via Handler.Warm).
+// the daemon does once per walk (in the walk's goroutine, via Handler.Warm):
+// in text only, and in text and OpenMetrics, as when Prometheus (which asks
+// for OpenMetrics) and a person both scrape.
 func BenchmarkWarm(b *testing.B) {
 	snap := benchSnapshot(2000, 50)
-	h := NewHandler(prometheus.NewRegistry(), &staticSource{snap}, false, nil)
-	b.ResetTimer()
-	for range b.N {
-		cp := *snap
-		h.Warm(&cp)
+	for _, tc := range []struct {
+		name    string
+		formats []expfmt.Format
+	}{
+		{"text", []expfmt.Format{expfmt.NewFormat(expfmt.TypeTextPlain)}},
+		{"text+openmetrics", []expfmt.Format{expfmt.NewFormat(expfmt.TypeTextPlain), expfmt.NewFormat(expfmt.TypeOpenMetrics)}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := NewHandler(prometheus.NewRegistry(), &staticSource{snap}, false, nil)
+			for _, f := range tc.formats {
+				if _, err := h.fleetEncoded(f); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for range b.N {
+				cp := *snap
+				h.Warm(&cp)
+			}
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/fleetd/fleetd/internal/scrape"
@@ -37,6 +38,9 @@ type Handler struct {
 	encoded  map[expfmt.Format][]byte
 	// formats are those scrapers asked for so far; Warm encodes them ahead.
 	formats map[expfmt.Format]bool
+	// gathers counts how often fleet families were gathered, so that tests
+	// can hold encode to once per snapshot.
+	gathers int
 }
 
 // NewHandler returns the /metrics handler. reg must not also carry the fleet
@@ -58,10 +62,8 @@ func (h *Handler) Warm(snap *scrape.Snapshot) {
 		formats = append(formats, f)
 	}
 	h.mu.Unlock()
-	for _, f := range formats {
-		if _, err := h.encode(snap, f); err != nil {
-			h.log.Error("fleet metrics unavailable", "err", err)
-		}
+	if _, err := h.encode(snap, formats...); err != nil {
+		h.log.Error("fleet metrics unavailable", "err", err)
 	}
 }
 
@@ -73,17 +75,49 @@ func (h *Handler) fleetEncoded(format expfmt.Format) ([]byte, error) {
 	return h.encode(h.src.Snapshot(), format)
 }
 
-func (h *Handler) encode(snap *scrape.Snapshot, format expfmt.Format) ([]byte, error) {
+// encode returns snap's fleet metrics in the first of formats, encoding
+// each of formats not yet encoded for snap. The families are gathered once
+// for all of them (Prometheus asks for OpenMetrics, people and tests for
+// text) and not kept: held between walks they would add a third to the
+// live heap.
+func (h *Handler) encode(snap *scrape.Snapshot, formats ...expfmt.Format) ([]byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	copri := h.copri == nil || h.copri()
 	if snap != h.forSnap || copri != h.copriWas {
 		h.forSnap, h.encoded, h.copriWas = snap, map[expfmt.Format][]byte{}, copri
 	}
-	if b, ok := h.encoded[format]; ok {
-		return b, nil
+	var mfs []*dto.MetricFamily
+	for _, format := range formats {
+		if _, ok := h.encoded[format]; ok {
+			continue
+		}
+		if mfs == nil {
+			var err error
+			if mfs, err = h.gather(snap, copri); err != nil {
+				return nil, err
+			}
+		}
+		var buf bytes.Buffer
+		enc := expfmt.NewEncoder(&buf, format)
+		for _, mf := range mfs {
+			if err := enc.Encode(mf); err != nil {
+				return nil, fmt.Errorf("encode %s: %w", mf.GetName(), err)
+			}
+		}
+		// No Close: OpenMetrics' "# EOF" is written once, after the whole body.
+		h.encoded[format] = buf.Bytes()
 	}
-	// A private registry checks and sorts the families, once per snapshot.
+	if len(formats) == 0 {
+		return nil, nil
+	}
+	return h.encoded[formats[0]], nil
+}
+
+// gather returns the fleet families of snap: a private registry checks and
+// sorts them.
+func (h *Handler) gather(snap *scrape.Snapshot, copri bool) ([]*dto.MetricFamily, error) {
+	h.gathers++
 	if !copri && snap != nil {
 		// Every replica walks the operators (rental_lock_mismatch needs
 		// them for its own devices); one reports them.
@@ -99,16 +133,7 @@ func (h *Handler) encode(snap *scrape.Snapshot, format expfmt.Format) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("gather fleet metrics: %w", err)
 	}
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, format)
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			return nil, fmt.Errorf("encode %s: %w", mf.GetName(), err)
-		}
-	}
-	// No Close: OpenMetrics' "# EOF" is written once, after the whole body.
-	h.encoded[format] = buf.Bytes()
-	return buf.Bytes(), nil
+	return mfs, nil
 }
 
 // SetPerDevice switches the per-device series on or off (config reload);

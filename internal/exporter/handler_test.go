@@ -147,6 +147,41 @@ func TestHandlerEncodesOncePerSnapshotAndFormat(t *testing.T) {
 	}
 }
 
+// Prometheus scrapes OpenMetrics, people and tests text: a walk's snapshot
+// is gathered once for both, and each encoding is what that format alone
+// would give.
+func TestHandlerWarmGathersOnceForEveryFormat(t *testing.T) {
+	src := &staticSource{testSnapshot()}
+	h := NewHandler(handlerRegistry(t), src, false, nil)
+	text := expfmt.NewFormat(expfmt.TypeTextPlain)
+	om := expfmt.NewFormat(expfmt.TypeOpenMetrics)
+	for _, f := range []expfmt.Format{text, om} {
+		if _, err := h.fleetEncoded(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := testSnapshot()
+	before := h.gathers
+	h.Warm(next)
+	if got := h.gathers - before; got != 1 {
+		t.Fatalf("Warm gathered %d times for two formats, want 1", got)
+	}
+	src.snap = next
+	for _, f := range []expfmt.Format{text, om} {
+		warm, _ := h.fleetEncoded(f)
+		alone, err := NewHandler(handlerRegistry(t), &staticSource{next}, false, nil).fleetEncoded(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(warm) != string(alone) {
+			t.Errorf("%s: warmed encoding differs from one made for that format alone", f)
+		}
+	}
+	if h.gathers-before != 1 {
+		t.Fatalf("scrapes after Warm gathered again (%d)", h.gathers-before)
+	}
+}
+
 func TestHandlerSetPerDevice(t *testing.T) {
 	h := NewHandler(handlerRegistry(t), &staticSource{testSnapshot()}, false, nil)
 	has := func() bool {

@@ -481,70 +481,134 @@ func daysIn(month, year int) int {
 	return 31
 }
 
-// nested reads the name of a member of an object nested in a device,
-// matched by id: its id, or -1 for a member fleetd does not read, whose
-// value has been skipped. A repeated name, or one encoding/json would fold
-// onto a known one, is refused.
-func (s *scanner) nested(name []byte, id func([]byte) int, mark int, seen *uint64) (int, bool) {
-	k := id(name)
-	if k < 0 {
-		return -1, !s.folds(name, id) && s.unknown(mark, name) && s.skip(3)
+// open begins an object-or-null value: it consumes a '{' (object) or a
+// null (not object, ok) and refuses anything else.
+func (s *scanner) open() (object, ok bool) {
+	switch s.peek() {
+	case '{':
+		s.i++
+		return true, true
+	case 'n':
+		return false, s.lit("null")
 	}
-	if *seen&(1<<k) != 0 {
-		return 0, false
-	}
-	*seen |= 1 << k
-	return k, true
+	return false, false
 }
 
-// Objects whose values fleetd only validates, for refs.
+// memberEnd is what known returns once the object's '}' is consumed.
+const memberEnd = -1
+
+// known moves to the next member of an object nested in a device that
+// fleetd reads, matched by id (whose ids must be below 64), skipping and
+// validating the others, and returns its id, or memberEnd. A repeated
+// name, or one encoding/json would fold onto a known one, is refused.
+// first is true before the first member; mark is len(s.names) at the '{'.
+func (s *scanner) known(first *bool, id func([]byte) int, mark int, seen *uint64) (int, bool) {
+	for {
+		name, end, ok := s.next(*first)
+		*first = false
+		switch {
+		case !ok:
+			return 0, false
+		case end:
+			s.names = s.names[:mark]
+			return memberEnd, true
+		}
+		k := id(name)
+		if k < 0 {
+			if s.folds(name, id) || !s.unknown(mark, name) || !s.skip(3) {
+				return 0, false
+			}
+			continue
+		}
+		if *seen&(1<<k) != 0 {
+			return 0, false
+		}
+		*seen |= 1 << k
+		return k, true
+	}
+}
+
+// The objects nested in a device, for object.
 const (
-	objSettings = iota
+	objState = iota
+	objHeartbeat
+	objSettings
 	objUser
 	objPriceList
 	objLocation
 )
 
-// refs validates an object-or-null member of kind obj* by the full
-// decoder's rules for its members.
-func (s *scanner) refs(kind int) bool {
-	if s.null() {
-		return true
-	}
-	if s.peek() != '{' {
-		return false
-	}
-	s.i++
-	id := refMember
+// membersOf returns the matcher of the member names of each obj* kind.
+func membersOf(kind int) func([]byte) int {
 	switch kind {
+	case objState:
+		return stateMember
+	case objHeartbeat:
+		return heartbeatMember
 	case objSettings:
-		id = settingsMember
+		return settingsMember
 	case objUser:
-		id = userMember
+		return userMember
 	}
+	return refMember
+}
+
+// object reads an object-or-null member of kind obj* into d by the full
+// decoder's rules for its members; settings, user, price_list and location
+// are only validated. other and prev are as in device.
+func (s *scanner) object(kind int, d *record.Device, other *record.Undocumented, prev *record.Device) bool {
+	switch kind {
+	case objState:
+		d.State, d.StateChangedAt, d.StateTimeoutAt, other.State = 0, 0, 0, ""
+	case objHeartbeat:
+		d.Health, d.DeadSince, other.Health = 0, 0, ""
+	}
+	obj, ok := s.open()
+	switch kind {
+	case objState:
+		d.HasState = obj
+	case objHeartbeat:
+		d.HasHeartbeat = obj
+	}
+	if !obj {
+		return ok
+	}
+	id := membersOf(kind)
 	var seen uint64
-	mark := len(s.names)
-	for first := true; ; first = false {
-		name, end, ok := s.next(first)
+	first, mark := true, len(s.names)
+	for {
+		m, ok := s.known(&first, id, mark, &seen)
 		if !ok {
 			return false
 		}
-		if end {
-			s.names = s.names[:mark]
+		if m == memberEnd {
 			return true
 		}
-		m, ok := s.nested(name, id, mark, &seen)
-		if !ok {
-			return false
-		}
-		switch {
-		case m < 0:
-		case kind == objSettings && m != 2:
-			_, ok = s.stamp()
-		case kind == objLocation && m == 0:
+		var b []byte
+		switch kind<<8 | m {
+		case objState<<8 | 0:
+			d.StateChangedAt, ok = s.stamp()
+		case objState<<8 | 1:
+			b, ok = s.text()
+			if d.State = record.ParseStateValue(b); d.State == record.StateOther && b != nil {
+				other.State = keep(b, undocumented(prev, s.st).State)
+			}
+		case objState<<8 | 2:
+			d.StateTimeoutAt, ok = s.stamp()
+		case objHeartbeat<<8 | 0, objSettings<<8 | 0, objSettings<<8 | 1:
+			_, ok = s.stamp() // validated: the full decoder refuses a bad one
+		case objHeartbeat<<8 | 1:
+			ok = s.float()
+		case objHeartbeat<<8 | 2:
+			b, ok = s.text()
+			if d.Health = record.ParseHealth(b); d.Health == record.HealthOther && b != nil {
+				other.Health = keep(b, undocumented(prev, s.st).Health)
+			}
+		case objHeartbeat<<8 | 3:
+			d.DeadSince, ok = s.stamp()
+		case objLocation<<8 | 0:
 			// location.id is held to limits.ID like the device's own;
 			// an ASCII one has only its length to check.
-			var b []byte
 			s.wide = false
 			b, ok = s.text()
 			ok = ok && (len(b) == 0 || !s.wide && len(b) <= limits.MaxIDBytes ||
@@ -851,21 +915,21 @@ func (s *scanner) device(i int) bool {
 				other.PowerSave = keep(b, undocumented(prev, st).PowerSave)
 			}
 		case fState:
-			ok = s.state(d, &other, prev)
+			ok = s.object(objState, d, &other, prev)
 		case fHeartbeatV2:
-			ok = s.heartbeat(d, &other, prev)
+			ok = s.object(objHeartbeat, d, &other, prev)
 		case fCommands:
 			ok = s.commands(d)
 		case fTags:
 			ok = s.tags(d, old.Tags)
 		case fSettings:
-			ok = s.refs(objSettings)
+			ok = s.object(objSettings, d, &other, prev)
 		case fUser:
-			ok = s.refs(objUser)
+			ok = s.object(objUser, d, &other, prev)
 		case fPriceList:
-			ok = s.refs(objPriceList)
+			ok = s.object(objPriceList, d, &other, prev)
 		case fLocation:
-			ok = s.refs(objLocation)
+			ok = s.object(objLocation, d, &other, prev)
 		case fText:
 			_, ok = s.text()
 		case fFloat:
@@ -908,121 +972,24 @@ func (s *scanner) display(old string) (string, bool) {
 	return keep(b, old), true
 }
 
-// state reads the state member (an object or null) into d.
-func (s *scanner) state(d *record.Device, other *record.Undocumented, prev *record.Device) bool {
-	d.State, d.StateChangedAt, d.StateTimeoutAt, other.State = 0, 0, 0, ""
-	if s.null() {
-		d.HasState = false
-		return true
-	}
-	if s.peek() != '{' {
-		return false
-	}
-	s.i++
-	d.HasState = true
-	var seen uint64
-	mark := len(s.names)
-	for first := true; ; first = false {
-		name, end, ok := s.next(first)
-		if !ok {
-			return false
-		}
-		if end {
-			s.names = s.names[:mark]
-			return true
-		}
-		m, ok := s.nested(name, stateMember, mark, &seen)
-		if !ok {
-			return false
-		}
-		switch m {
-		case 0:
-			d.StateChangedAt, ok = s.stamp()
-		case 1:
-			var b []byte
-			b, ok = s.text()
-			if d.State = record.ParseStateValue(b); d.State == record.StateOther && b != nil {
-				other.State = keep(b, undocumented(prev, s.st).State)
-			}
-		case 2:
-			d.StateTimeoutAt, ok = s.stamp()
-		}
-		if !ok {
-			return false
-		}
-	}
-}
-
-// heartbeat reads the heartbeat_v2 member (an object or null) into d.
-func (s *scanner) heartbeat(d *record.Device, other *record.Undocumented, prev *record.Device) bool {
-	d.Health, d.DeadSince, other.Health = 0, 0, ""
-	if s.null() {
-		d.HasHeartbeat = false
-		return true
-	}
-	if s.peek() != '{' {
-		return false
-	}
-	s.i++
-	d.HasHeartbeat = true
-	var seen uint64
-	mark := len(s.names)
-	for first := true; ; first = false {
-		name, end, ok := s.next(first)
-		if !ok {
-			return false
-		}
-		if end {
-			s.names = s.names[:mark]
-			return true
-		}
-		m, ok := s.nested(name, heartbeatMember, mark, &seen)
-		if !ok {
-			return false
-		}
-		switch m {
-		case 0:
-			_, ok = s.stamp()
-		case 1:
-			ok = s.float()
-		case 2:
-			var b []byte
-			b, ok = s.text()
-			if d.Health = record.ParseHealth(b); d.Health == record.HealthOther && b != nil {
-				other.Health = keep(b, undocumented(prev, s.st).Health)
-			}
-		case 3:
-			d.DeadSince, ok = s.stamp()
-		}
-		if !ok {
-			return false
-		}
-	}
-}
-
 // commands reads the commands member (an object of command name to URL,
 // or null): the names become d's command set, the URLs are only
 // validated.
 func (s *scanner) commands(d *record.Device) bool {
 	d.Commands = 0
-	if s.null() {
-		return true
+	if obj, ok := s.open(); !obj {
+		return ok
 	}
-	if s.peek() != '{' {
-		return false
-	}
-	s.i++
 	mark := len(s.names)
 	for first := true; ; first = false {
 		name, end, ok := s.next(first)
-		if !ok {
+		switch {
+		case !ok:
 			return false
-		}
-		if end {
+		case end:
 			s.names = s.names[:mark]
 			return true
-		}
-		if !s.unknown(mark, name) {
+		case !s.unknown(mark, name):
 			return false
 		}
 		d.Commands = record.AddCommand(d.Commands, name)

@@ -191,6 +191,7 @@ func hostileList(t *testing.T, alias string) []byte {
 			"type": strings.Repeat("T", 100_000), "tags": make([]string, 1000)},
 		{"id": strings.Repeat("i", 1<<20), "alias": "a 1 MB id"},
 		{"id": strings.Repeat("i", limits.MaxIDBytes+1), "alias": "just over"},
+		{"id": "nul-\x00-1", "alias": "an escaped NUL in the id"},
 	}
 	b, err := json.Marshal(map[string]any{"data": devs})
 	if err != nil {
@@ -216,7 +217,7 @@ func TestHostileStringsAreCappedAndBadIDsUndecodable(t *testing.T) {
 
 	devs, err := c.ListLocationDevices(context.Background(), "loc-1")
 	pe := wantErrAs[*PartialDecodeError](t, err)
-	if pe.Total != 5 || len(pe.Bad) != 3 || len(devs) != 2 {
+	if pe.Total != 6 || len(pe.Bad) != 4 || len(devs) != 2 {
 		t.Fatalf("got %d devices, %d of %d bad: %v", len(devs), len(pe.Bad), pe.Total, err)
 	}
 	for _, d := range devs {
@@ -245,7 +246,7 @@ func TestHostileStringsAreCappedAndBadIDsUndecodable(t *testing.T) {
 	}
 
 	// The device with the invalid id gets no command, nor anything else.
-	for _, id := range []string{"utf8-d1\xff\xfe\xfd", strings.Repeat("i", limits.MaxIDBytes+1)} {
+	for _, id := range []string{"utf8-d1\xff\xfe\xfd", strings.Repeat("i", limits.MaxIDBytes+1), "nul-\x00-1"} {
 		if _, err := c.SendCommand(context.Background(), id, CommandRequest{Command: CmdSyncDevice}); err == nil {
 			t.Errorf("command to %.20q sent", id)
 		}

@@ -28,13 +28,15 @@ const Marker = "…"
 var ErrEmptyID = errors.New("empty id")
 
 // ID checks an identifier as the vendor sent it: non-empty, at most
-// MaxIDBytes, valid UTF-8, and free of U+FFFD. It never rewrites the value:
-// a rewritten id would name another device.
+// MaxIDBytes, valid UTF-8, free of U+FFFD and of C0 control characters. It
+// never rewrites the value: a rewritten id would name another device.
 //
 // U+FFFD is refused because encoding/json turns invalid UTF-8 (and escaped
 // lone surrogates) into it while decoding: an id that arrives with it is
 // almost surely not the id the vendor holds, and using it would address
-// another device or none.
+// another device or none. Control characters can reach an id only escaped
+// (JSON forbids them raw); no real id has one, and NUL cannot be stored in
+// a PostgreSQL text column, where the ledger keys its rows by id.
 func ID(s string) error {
 	switch {
 	case s == "":
@@ -45,6 +47,11 @@ func ID(s string) error {
 		return errors.New("id is not valid UTF-8")
 	case strings.ContainsRune(s, utf8.RuneError):
 		return errors.New("id contains U+FFFD (invalid UTF-8 replaced while decoding)")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 {
+			return fmt.Errorf("id contains the control character U+%04X", s[i])
+		}
 	}
 	return nil
 }

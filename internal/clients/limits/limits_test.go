@@ -19,6 +19,10 @@ func TestID(t *testing.T) {
 		{"invalid utf-8", "utf8-d1\xff\xfe\xfd", false},
 		{"invalid utf-8 as a JSON decoder leaves it", "utf8-d1\uFFFD\uFFFD\uFFFD", false},
 		{"other non-ASCII", "Fahrradständer-7", true},
+		{"NUL", "dev-\x001", false},
+		{"newline", "dev-1\n", false},
+		{"unit separator", "dev\x1f1", false},
+		{"DEL is printable enough", "dev\x7f1", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := ID(tc.in); (err == nil) != tc.ok {

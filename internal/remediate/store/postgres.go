@@ -154,6 +154,8 @@ func (p *Postgres) applyOps(ctx context.Context, tx pgx.Tx, ops []Op) error {
 
 // text makes s storable in a text column, which cannot hold NUL. Only the
 // query columns go through it; the record itself is kept byte for byte.
+// Vendor ids cannot hold NUL (limits.ID refuses control characters); the
+// store does not rely on that.
 func text(s string) string { return strings.ReplaceAll(s, "\x00", "\uFFFD") }
 
 // dbKey is op's key as the column type wants it: bytea for the composite

@@ -195,8 +195,13 @@ func (e *Engine) maySendLocked(c *command) bool {
 		e.log.Error("remediation ledger update failed; the attempt not sent stays counted", "err", err)
 	}
 	if fk := (faultKey{c.rec.DeviceID, c.rec.Fault}); refunded {
-		if ep := e.episodes[fk]; ep != nil && ep.Attempts == c.rec.Attempt && ep.FirstSeen.Equal(c.rec.FirstSeen) {
-			ep.Attempts, ep.LastAttempt = ep.Attempts-1, c.prevAttempt
+		// Memory follows the ledger (store.Refund); a resync corrects
+		// anything else.
+		if ep := e.episodes[fk]; ep != nil && ep.Attempts >= c.rec.Attempt && ep.FirstSeen.Equal(c.rec.FirstSeen) {
+			if ep.Attempts == c.rec.Attempt && ep.LastAttempt.Equal(c.rec.SentAt) {
+				ep.LastAttempt = c.prevAttempt
+			}
+			ep.Attempts--
 			if ep.Attempts == 0 {
 				delete(e.episodes, fk)
 			}

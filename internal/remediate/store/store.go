@@ -33,13 +33,13 @@ type Store interface {
 	// and one that never left must not use up the episode. Atomically with
 	// Reserve, it deletes the command's write-ahead record if it is still
 	// there (PhaseSending, or PhaseUnknown where a replica taking the
-	// location over rewrote it) and, only if no later attempt of the
-	// episode was recorded since (the episode still counts cmd.Attempt
-	// attempts, the last at cmd.SentAt), takes the attempt off the episode
-	// — deleting an episode left with none — with prevAttempt as its last
-	// attempt. A record of cmd past the write-ahead (polling, done) means a
-	// command exists: nothing is written. The device's last send stays: the
-	// cooldown is kept. It reports whether the attempt was given back.
+	// location over rewrote it) and takes one attempt off the episode, as
+	// long as the episode is still cmd's and counts its attempt (deleting an
+	// episode left with none; prevAttempt is its last attempt again unless
+	// a later one was recorded). A record of cmd past the write-ahead
+	// (polling, done) means a command exists: nothing is written. The
+	// device's last send stays: the cooldown is kept. It reports whether the
+	// attempt was given back.
 	Refund(ctx context.Context, cmd Command, prevAttempt time.Time) (bool, error)
 	// Apply makes ops durable in one transaction, all or none.
 	Apply(ctx context.Context, ops ...Op) error
@@ -248,9 +248,13 @@ func DeleteStorm(scope string) Op     { return Op{opStorm, scope, nil} }
 
 // refundOps is what every Store writes to give back the attempt of cmd,
 // never sent, given the episode and the command record it holds under cmd's
-// key (nil if none): the write-ahead record goes, and the attempt too if it
-// is still the episode's last. A record past the write-ahead (polling,
-// done) says a command was created: then nothing is given back.
+// key (nil if none). The write-ahead record goes. The episode counts one
+// attempt fewer as long as it is cmd's episode (same first-seen time) and
+// still counts cmd's attempt: a replica taking the location over may have
+// released the record as unknown and sent the next attempt meanwhile, and
+// the attempt that never left must still not count. A record past the
+// write-ahead (polling, done) says a command was created: then nothing is
+// given back.
 func refundOps(cmd Command, prevAttempt time.Time, ep Episode, rec *Command) (ops []Op, refunded bool) {
 	if rec != nil {
 		if (rec.Phase != PhaseSending && rec.Phase != PhaseUnknown) || !rec.SentAt.Equal(cmd.SentAt) {
@@ -258,11 +262,13 @@ func refundOps(cmd Command, prevAttempt time.Time, ep Episode, rec *Command) (op
 		}
 		ops = append(ops, DeleteCommand(cmd.Key()))
 	}
-	if ep.Attempts != cmd.Attempt || !ep.LastAttempt.Equal(cmd.SentAt) || !ep.FirstSeen.Equal(cmd.FirstSeen) {
+	if ep.Attempts < cmd.Attempt || !ep.FirstSeen.Equal(cmd.FirstSeen) {
 		return ops, false
 	}
+	if ep.Attempts == cmd.Attempt && ep.LastAttempt.Equal(cmd.SentAt) {
+		ep.LastAttempt = prevAttempt // else a later attempt is the last
+	}
 	ep.Attempts--
-	ep.LastAttempt = prevAttempt
 	if ep.Attempts == 0 {
 		return append(ops, DeleteEpisode(ep.Key())), true
 	}

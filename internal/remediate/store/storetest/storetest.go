@@ -208,7 +208,8 @@ func testReserve(t *testing.T, newLedger func(t *testing.T) Opener) {
 // testRefund: an attempt recorded but never sent is given back — its
 // write-ahead record goes, the episode counts one attempt fewer, the last
 // send (the cooldown) stays — so that the device still gets max_attempts
-// commands; nothing is given back once the ledger has moved on.
+// commands; nothing is given back that a command was created for, or that
+// its episode no longer counts.
 func testRefund(t *testing.T, newLedger func(t *testing.T) Opener) {
 	refund := func(t *testing.T, s store.Store, c store.Command, prev time.Time) bool {
 		t.Helper()
@@ -268,19 +269,33 @@ func testRefund(t *testing.T, newLedger func(t *testing.T) Opener) {
 			t.Fatalf("ledger after Refund: %+v, want no command and no episode", st)
 		}
 	})
+	t.Run("a later attempt was recorded meanwhile: still given back", func(t *testing.T) {
+		// A new owner released the record as unknown after the cooldown,
+		// then recorded and sent the next attempt: of the two counted, one
+		// never left.
+		s := opened(t, newLedger(t))
+		got := reserve(t, s, reservation("d1", t0))
+		mustApply(t, s, store.DeleteCommand(got.Command.Key()))
+		next := reserve(t, s, reservation("d1", t0.Add(limits.Cooldown)))
+		if next.Refused != "" {
+			t.Fatalf("next Reserve = %+v", next)
+		}
+		if !refund(t, s, got.Command, time.Time{}) {
+			t.Fatal("not given back")
+		}
+		st := load(t, s)
+		if len(st.Episodes) != 1 || st.Episodes[0].Attempts != 1 || !st.Episodes[0].LastAttempt.Equal(next.Command.SentAt) {
+			t.Fatalf("episodes after Refund: %+v, want one attempt, the later one", st.Episodes)
+		}
+		if len(st.Commands) != 1 || st.Commands[0] != next.Command {
+			t.Fatalf("commands after Refund: %+v, want the later attempt's untouched", st.Commands)
+		}
+	})
 	for _, tc := range []struct {
 		name string
 		// moveOn changes the ledger after the reservation of c.
 		moveOn func(t *testing.T, s store.Store, c store.Command)
 	}{
-		{"a later attempt was recorded", func(t *testing.T, s store.Store, c store.Command) {
-			// A new owner released the record as unknown after the
-			// cooldown, then recorded (and sent) the next attempt.
-			mustApply(t, s, store.DeleteCommand(c.Key()))
-			if r := reserve(t, s, reservation("d1", t0.Add(limits.Cooldown))); r.Refused != "" {
-				t.Fatalf("next Reserve = %+v", r)
-			}
-		}},
 		{"the command was created", func(t *testing.T, s store.Store, c store.Command) {
 			c.Phase, c.CommandID = store.PhasePolling, "cmd-1"
 			mustApply(t, s, store.PutCommand(c))
@@ -289,6 +304,15 @@ func testRefund(t *testing.T, newLedger func(t *testing.T) Opener) {
 			ep := episode("d1")
 			mustApply(t, s, store.DeleteEpisode(ep.Key()), store.DeleteCommand(c.Key()))
 		}},
+		{"a new episode started", func(t *testing.T, s store.Store, c store.Command) {
+			ep := episode("d1")
+			mustApply(t, s, store.DeleteEpisode(ep.Key()), store.DeleteCommand(c.Key()))
+			r := reservation("d1", t0.Add(limits.Cooldown))
+			r.Episode.FirstSeen = t0.Add(time.Hour)
+			if got := reserve(t, s, r); got.Refused != "" {
+				t.Fatalf("Reserve in the new episode = %+v", got)
+			}
+		}},
 	} {
 		t.Run("nothing given back once "+tc.name, func(t *testing.T) {
 			s := opened(t, newLedger(t))
@@ -296,7 +320,7 @@ func testRefund(t *testing.T, newLedger func(t *testing.T) Opener) {
 			tc.moveOn(t, s, got.Command)
 			before := load(t, s)
 			if refund(t, s, got.Command, time.Time{}) {
-				t.Error("Refund gave an attempt back after the ledger moved on")
+				t.Error("Refund gave an attempt back that is not counted any more, or that was sent")
 			}
 			if after := load(t, s); !reflect.DeepEqual(after, before) {
 				t.Fatalf("Refund changed the ledger:\n got %+v\nwant %+v", after, before)

@@ -174,9 +174,12 @@ func (e *Engine) fleetCountsLocked(ctx context.Context, local cluster.Count) clu
 
 // maySendLocked is the last check before a POST, with several replicas:
 // the attempt was recorded under a valid slot lease, but a replica frozen
-// between that commit and the POST (GC, SIGSTOP, a stalled VM) may have
-// lost the lease meanwhile. Then nothing is sent: no command exists, the
-// record goes, and the attempt and cooldown stay counted.
+// between that commit and the POST (GC, SIGSTOP, a stalled VM), or one that
+// gave the slot up meanwhile to balance the slots, may no longer hold the
+// lease. Then nothing is sent: no command exists, so its record goes and
+// the attempt is given back (store.Refund) — an attempt that never left
+// must not use up the episode, or the device would get fewer commands than
+// max_attempts for good. The cooldown stays counted.
 func (e *Engine) maySendLocked(c *command) bool {
 	if e.maySend == nil || e.maySend(c.rec.LocationID) {
 		return true
@@ -185,10 +188,27 @@ func (e *Engine) maySendLocked(c *command) bool {
 	if e.inflight[c.rec.DeviceID] == c {
 		delete(e.inflight, c.rec.DeviceID)
 	}
-	if err := e.write(store.DeleteCommand(c.key)); err != nil {
-		e.log.Error("remediation ledger update failed", "err", err)
+	// The ledger's record of what happened must not be dropped because
+	// shutdown has begun (like e.write).
+	refunded, err := e.ledger.Refund(context.WithoutCancel(e.ctx), c.rec, c.prevAttempt)
+	if err != nil {
+		e.log.Error("remediation ledger update failed; the attempt not sent stays counted", "err", err)
+	}
+	if fk := (faultKey{c.rec.DeviceID, c.rec.Fault}); refunded {
+		// Memory follows the ledger (store.Refund); a resync corrects
+		// anything else.
+		if ep := e.episodes[fk]; ep != nil && ep.Attempts >= c.rec.Attempt && ep.FirstSeen.Equal(c.rec.FirstSeen) {
+			if ep.Attempts == c.rec.Attempt && ep.LastAttempt.Equal(c.rec.SentAt) {
+				ep.LastAttempt = c.prevAttempt
+			}
+			ep.Attempts--
+			if ep.Attempts == 0 {
+				delete(e.episodes, fk)
+			}
+		}
 	}
 	e.updateRingLocked(c.seq, func(d *Decision) { d.Result = "not_sent" })
-	e.log.LogAttrs(e.ctx, slog.LevelWarn, "remediation command not sent: the slot lease was lost before the POST", commandAttrs(&c.rec)...)
+	e.log.LogAttrs(e.ctx, slog.LevelWarn, "remediation command not sent: the slot lease was lost before the POST",
+		append(commandAttrs(&c.rec), slog.Bool("attempt_given_back", refunded))...)
 	return false
 }

@@ -3,8 +3,10 @@ package remediate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,8 +186,10 @@ func TestFleetStormMeasuredAcrossReplicas(t *testing.T) {
 }
 
 // A replica that lost its slot lease between recording an attempt and the
-// POST (frozen in between) sends nothing: the record goes, the attempt and
-// the cooldown stay counted.
+// POST (frozen in between, or it gave the slot up to balance the slots)
+// sends nothing: the record goes and the attempt is given back — it never
+// left — while the cooldown stays counted. Once the replica may send again
+// the device gets all of its max_attempts commands, not one fewer.
 func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
 	p := testPolicy(t.TempDir())
 	ledger, err := OpenLedger(p.Ledger)
@@ -196,8 +200,9 @@ func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
 	clock := newClock()
 	cmd := newCommander(clock.Now)
 	logs := &logBuffer{}
+	var lease atomic.Bool
 	e, err := New(Options{Policy: p, Commander: cmd, Ledger: ledger, Now: clock.Now, PollInterval: time.Millisecond,
-		Logger: bufferLogger(t, logs), Owns: func(string) bool { return true }, MaySend: func(string) bool { return false }})
+		Logger: bufferLogger(t, logs), Owns: func(string) bool { return true }, MaySend: func(string) bool { return lease.Load() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +212,7 @@ func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	f := newFleet(map[string]int{"L1": 10})
 	f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 10)
+	dev := f.dev("L1", 0).ID
 	e.Observe(ctx, f.snap(clock.Now()))
 	waitFor(t, "the send goroutine to give up", func() bool {
 		return len(logs.Lines("remediation command not sent: the slot lease was lost before the POST")) == 1
@@ -218,8 +224,31 @@ func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Commands) != 0 || len(st.Episodes) != 1 || st.Episodes[0].Attempts != 1 || len(st.Devices) != 1 {
-		t.Fatalf("ledger after a command not sent: %+v; want no command, the attempt and the last send kept", st)
+	if len(st.Commands) != 0 || len(st.Episodes) != 0 || len(st.Devices) != 1 {
+		t.Fatalf("ledger after a command not sent: %+v; want no command, the attempt given back, the last send kept", st)
+	}
+	e.Observe(ctx, f.snap(clock.Add(time.Second)))
+	if d := e.lastDecisionFor(dev); d.Reason != ReasonCooldown {
+		t.Errorf("decision within the cooldown of the attempt not sent: %+v, want a cooldown skip", d)
+	}
+
+	lease.Store(true)
+	for attempt := 1; attempt <= p.MaxAttempts; attempt++ {
+		e.Observe(ctx, f.snap(clock.Add(p.Cooldown)))
+		if d := e.lastDecisionFor(dev); d.Outcome != OutcomeSent || d.Attempt != attempt {
+			t.Fatalf("attempt %d: decision %+v, want it sent", attempt, d)
+		}
+		waitFor(t, "the POST", func() bool { return len(cmd.Sends()) == attempt })
+		cmd.SetState(fmt.Sprintf("cmd-%d", attempt), bikeep.CommandSuccess)
+		waitFor(t, "the command to end", func() bool {
+			st, err := ledger.Load(ctx)
+			return err == nil && len(st.Commands) == 1 && st.Commands[0].Phase == store.PhaseDone
+		})
+		e.Observe(ctx, f.snap(clock.Add(time.Second))) // verified: not fixed
+	}
+	e.Observe(ctx, f.snap(clock.Add(p.Cooldown)))
+	if d := e.lastDecisionFor(dev); d.Reason != ReasonExhausted {
+		t.Errorf("after %d POSTs: decision %+v, want exhausted", len(cmd.Sends()), d)
 	}
 }
 

@@ -450,6 +450,35 @@ func (b *Bolt) Reserve(ctx context.Context, r Reservation) (Reserved, error) {
 	return out, nil
 }
 
+// Refund gives back an attempt never sent, in one write transaction (see
+// Store.Refund).
+func (b *Bolt) Refund(ctx context.Context, cmd Command, prevAttempt time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	var refunded bool
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		ep, err := mergedEpisode(tx, Episode{DeviceID: cmd.DeviceID, Fault: cmd.Fault, FirstSeen: cmd.FirstSeen})
+		if err != nil {
+			return err
+		}
+		var rec *Command
+		if v := tx.Bucket(bucketCommands).Get([]byte(cmd.Key())); v != nil {
+			rec = new(Command)
+			if err := json.Unmarshal(v, rec); err != nil {
+				return fmt.Errorf("commands/%q: decode: %w", cmd.Key(), err)
+			}
+		}
+		var ops []Op
+		ops, refunded = refundOps(cmd, prevAttempt, ep, rec)
+		return applyOps(tx, ops)
+	})
+	if err != nil {
+		return false, fmt.Errorf("write ledger %s: %w", b.path, err)
+	}
+	return refunded, nil
+}
+
 // errRefused aborts a Reserve transaction that a shared gate refused.
 var errRefused = errors.New("reservation refused")
 

@@ -273,6 +273,46 @@ func (p *Postgres) Reserve(ctx context.Context, r Reservation) (Reserved, error)
 	return out, nil
 }
 
+// Refund gives back an attempt never sent (see Store.Refund) in one
+// transaction under Reserve's advisory lock, so that no reservation of the
+// device can interleave. It is not fenced: the replica that recorded the
+// attempt may have lost the slot since — that is why nothing was sent —
+// and only the ledger's own records decide what is given back.
+func (p *Postgres) Refund(ctx context.Context, cmd Command, prevAttempt time.Time) (bool, error) {
+	var refunded bool
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		refunded = false
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, reserveLock); err != nil {
+			return err
+		}
+		ep, err := p.mergedEpisode(ctx, tx, Episode{DeviceID: cmd.DeviceID, Fault: cmd.Fault, FirstSeen: cmd.FirstSeen})
+		if err != nil {
+			return err
+		}
+		var (
+			rec *Command
+			raw []byte
+		)
+		switch err := tx.QueryRow(ctx, `SELECT value FROM remediation_commands WHERE key = $1 FOR UPDATE`, []byte(cmd.Key())).Scan(&raw); {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			rec = new(Command)
+			if err := json.Unmarshal(raw, rec); err != nil {
+				return fmt.Errorf("command %q: decode: %w", cmd.Key(), err)
+			}
+		}
+		var ops []Op
+		ops, refunded = refundOps(cmd, prevAttempt, ep, rec)
+		return p.applyOps(ctx, tx, ops)
+	})
+	if err != nil {
+		return false, fmt.Errorf("write ledger %s: %w", p.name, err)
+	}
+	return refunded, nil
+}
+
 func (p *Postgres) sharedState(ctx context.Context, tx pgx.Tx, want Episode) (Episode, policy.Shared, error) {
 	var s policy.Shared
 	ep, err := p.mergedEpisode(ctx, tx, want)

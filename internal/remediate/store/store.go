@@ -28,6 +28,19 @@ type Store interface {
 	// write-ahead record — before the POST. A refusal is not an error: it
 	// comes back in Reserved.Refused and nothing is written.
 	Reserve(ctx context.Context, r Reservation) (Reserved, error)
+	// Refund gives back the attempt of a command that Reserve recorded but
+	// that was never sent (the POST was not started): an attempt is a POST,
+	// and one that never left must not use up the episode. Atomically with
+	// Reserve, it deletes the command's write-ahead record if it is still
+	// there (PhaseSending, or PhaseUnknown where a replica taking the
+	// location over rewrote it) and takes one attempt off the episode, as
+	// long as the episode is still cmd's and counts its attempt (deleting an
+	// episode left with none; prevAttempt is its last attempt again unless
+	// a later one was recorded). A record of cmd past the write-ahead
+	// (polling, done) means a command exists: nothing is written. The
+	// device's last send stays: the cooldown is kept. It reports whether the
+	// attempt was given back.
+	Refund(ctx context.Context, cmd Command, prevAttempt time.Time) (bool, error)
 	// Apply makes ops durable in one transaction, all or none.
 	Apply(ctx context.Context, ops ...Op) error
 	// String names the ledger for logs and errors (never a credential).
@@ -232,6 +245,35 @@ func PutCommand(r Command) Op         { return Op{opCommand, r.Key(), &r} }
 func DeleteCommand(key string) Op     { return Op{opCommand, key, nil} }
 func PutStorm(r Storm) Op             { return Op{opStorm, r.Scope, &r} }
 func DeleteStorm(scope string) Op     { return Op{opStorm, scope, nil} }
+
+// refundOps is what every Store writes to give back the attempt of cmd,
+// never sent, given the episode and the command record it holds under cmd's
+// key (nil if none). The write-ahead record goes. The episode counts one
+// attempt fewer as long as it is cmd's episode (same first-seen time) and
+// still counts cmd's attempt: a replica taking the location over may have
+// released the record as unknown and sent the next attempt meanwhile, and
+// the attempt that never left must still not count. A record past the
+// write-ahead (polling, done) says a command was created: then nothing is
+// given back.
+func refundOps(cmd Command, prevAttempt time.Time, ep Episode, rec *Command) (ops []Op, refunded bool) {
+	if rec != nil {
+		if (rec.Phase != PhaseSending && rec.Phase != PhaseUnknown) || !rec.SentAt.Equal(cmd.SentAt) {
+			return nil, false
+		}
+		ops = append(ops, DeleteCommand(cmd.Key()))
+	}
+	if ep.Attempts < cmd.Attempt || !ep.FirstSeen.Equal(cmd.FirstSeen) {
+		return ops, false
+	}
+	if ep.Attempts == cmd.Attempt && ep.LastAttempt.Equal(cmd.SentAt) {
+		ep.LastAttempt = prevAttempt // else a later attempt is the last
+	}
+	ep.Attempts--
+	if ep.Attempts == 0 {
+		return append(ops, DeleteEpisode(ep.Key())), true
+	}
+	return append(ops, PutEpisode(ep)), true
+}
 
 // nextAttempt is what every Store records once the shared gates passed: the
 // episode with one more attempt (seen again, so no longer absent) and the

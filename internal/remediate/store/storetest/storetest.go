@@ -33,6 +33,7 @@ func Run(t *testing.T, newLedger func(t *testing.T) Opener) {
 		{"InvalidRecordsAreRefused", testInvalid},
 		{"ReserveRecordsTheAttempt", testReserve},
 		{"ReserveRefusals", testRefusals},
+		{"RefundGivesBackAnAttemptNeverSent", testRefund},
 		{"ParallelReservesKeepTheInFlightCap", testParallelCap},
 		{"ParallelReservesOneDevice", testParallelDevice},
 		{"ParallelReservesKeepMaxAttempts", testParallelAttempts},
@@ -201,6 +202,130 @@ func testReserve(t *testing.T, newLedger func(t *testing.T) Opener) {
 	}
 	if eps := load(t, s).Episodes; len(eps) != 1 || eps[0] != got.Episode {
 		t.Fatalf("episodes in the ledger: %+v, want the one %+v", eps, got.Episode)
+	}
+}
+
+// testRefund: an attempt recorded but never sent is given back — its
+// write-ahead record goes, the episode counts one attempt fewer, the last
+// send (the cooldown) stays — so that the device still gets max_attempts
+// commands; nothing is given back that a command was created for, or that
+// its episode no longer counts.
+func testRefund(t *testing.T, newLedger func(t *testing.T) Opener) {
+	refund := func(t *testing.T, s store.Store, c store.Command, prev time.Time) bool {
+		t.Helper()
+		ok, err := s.Refund(context.Background(), c, prev)
+		if err != nil {
+			t.Fatalf("Refund: %v", err)
+		}
+		return ok
+	}
+	t.Run("the first attempt: the episode goes", func(t *testing.T) {
+		s := opened(t, newLedger(t))
+		got := reserve(t, s, reservation("d1", t0))
+		if !refund(t, s, got.Command, time.Time{}) {
+			t.Fatal("the attempt of a command never sent was not given back")
+		}
+		want := store.State{Devices: []store.Device{{DeviceID: "d1", LastSend: t0}}}
+		if st := load(t, s); !reflect.DeepEqual(st, want) {
+			t.Fatalf("ledger after Refund:\n got %+v\nwant %+v", st, want)
+		}
+		if r := reserve(t, s, reservation("d1", t0.Add(time.Minute))); r.Refused != policy.ReasonCooldown {
+			t.Fatalf("Reserve within the cooldown = %+v, want refused as cooldown", r)
+		}
+		if r := reserve(t, s, reservation("d1", t0.Add(limits.Cooldown))); r.Refused != "" || r.Command.Attempt != 1 {
+			t.Fatalf("Reserve after the cooldown = %+v, want attempt 1 again", r)
+		}
+	})
+	t.Run("a later attempt: counted back to the one before", func(t *testing.T) {
+		s := opened(t, newLedger(t))
+		first := reserve(t, s, reservation("d1", t0))
+		finish(t, s, first.Command, t0.Add(time.Minute))
+		second := reserve(t, s, reservation("d1", t0.Add(limits.Cooldown)))
+		if !refund(t, s, second.Command, t0) {
+			t.Fatal("the second attempt, never sent, was not given back")
+		}
+		st := load(t, s)
+		if len(st.Episodes) != 1 || st.Episodes[0].Attempts != 1 || !st.Episodes[0].LastAttempt.Equal(t0) {
+			t.Fatalf("episodes after Refund: %+v, want one attempt, the last at %s", st.Episodes, t0)
+		}
+		if len(st.Commands) != 1 || st.Commands[0].Attempt != 1 || st.Commands[0].Phase != store.PhaseDone {
+			t.Fatalf("commands after Refund: %+v, want only the first, done", st.Commands)
+		}
+		third := reserve(t, s, reservation("d1", t0.Add(2*limits.Cooldown)))
+		if third.Refused != "" || third.Command.Attempt != 2 {
+			t.Fatalf("Reserve after the Refund = %+v, want attempt 2 again", third)
+		}
+	})
+	t.Run("taken over as unknown meanwhile: still given back", func(t *testing.T) {
+		s := opened(t, newLedger(t))
+		got := reserve(t, s, reservation("d1", t0))
+		c := got.Command
+		c.Phase = store.PhaseUnknown // a new owner's resync rewrote it
+		mustApply(t, s, store.PutCommand(c))
+		if !refund(t, s, got.Command, time.Time{}) {
+			t.Fatal("not given back")
+		}
+		if st := load(t, s); len(st.Commands) != 0 || len(st.Episodes) != 0 {
+			t.Fatalf("ledger after Refund: %+v, want no command and no episode", st)
+		}
+	})
+	t.Run("a later attempt was recorded meanwhile: still given back", func(t *testing.T) {
+		// A new owner released the record as unknown after the cooldown,
+		// then recorded and sent the next attempt: of the two counted, one
+		// never left.
+		s := opened(t, newLedger(t))
+		got := reserve(t, s, reservation("d1", t0))
+		mustApply(t, s, store.DeleteCommand(got.Command.Key()))
+		next := reserve(t, s, reservation("d1", t0.Add(limits.Cooldown)))
+		if next.Refused != "" {
+			t.Fatalf("next Reserve = %+v", next)
+		}
+		if !refund(t, s, got.Command, time.Time{}) {
+			t.Fatal("not given back")
+		}
+		st := load(t, s)
+		if len(st.Episodes) != 1 || st.Episodes[0].Attempts != 1 || !st.Episodes[0].LastAttempt.Equal(next.Command.SentAt) {
+			t.Fatalf("episodes after Refund: %+v, want one attempt, the later one", st.Episodes)
+		}
+		if len(st.Commands) != 1 || st.Commands[0] != next.Command {
+			t.Fatalf("commands after Refund: %+v, want the later attempt's untouched", st.Commands)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		// moveOn changes the ledger after the reservation of c.
+		moveOn func(t *testing.T, s store.Store, c store.Command)
+	}{
+		{"the command was created", func(t *testing.T, s store.Store, c store.Command) {
+			c.Phase, c.CommandID = store.PhasePolling, "cmd-1"
+			mustApply(t, s, store.PutCommand(c))
+		}},
+		{"the episode ended", func(t *testing.T, s store.Store, c store.Command) {
+			ep := episode("d1")
+			mustApply(t, s, store.DeleteEpisode(ep.Key()), store.DeleteCommand(c.Key()))
+		}},
+		{"a new episode started", func(t *testing.T, s store.Store, c store.Command) {
+			ep := episode("d1")
+			mustApply(t, s, store.DeleteEpisode(ep.Key()), store.DeleteCommand(c.Key()))
+			r := reservation("d1", t0.Add(limits.Cooldown))
+			r.Episode.FirstSeen = t0.Add(time.Hour)
+			if got := reserve(t, s, r); got.Refused != "" {
+				t.Fatalf("Reserve in the new episode = %+v", got)
+			}
+		}},
+	} {
+		t.Run("nothing given back once "+tc.name, func(t *testing.T) {
+			s := opened(t, newLedger(t))
+			got := reserve(t, s, reservation("d1", t0))
+			tc.moveOn(t, s, got.Command)
+			before := load(t, s)
+			if refund(t, s, got.Command, time.Time{}) {
+				t.Error("Refund gave an attempt back that is not counted any more, or that was sent")
+			}
+			if after := load(t, s); !reflect.DeepEqual(after, before) {
+				t.Fatalf("Refund changed the ledger:\n got %+v\nwant %+v", after, before)
+			}
+		})
 	}
 }
 

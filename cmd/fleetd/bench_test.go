@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,6 +89,97 @@ remediation:
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "live-heap-MiB")
 	runtime.KeepAlive(sc)
+}
+
+// BenchmarkWalkFloor is the wall-time floor BenchmarkWalk is measured
+// against: a client that only reads every location's body and throws it
+// away, over the same pooled transport, at the same concurrency, against
+// the same simulator. No decoder can make a walk faster than this on the
+// machine at hand; what it reports beyond 1 × the latency bound is the
+// simulator's, the loopback's and the host's. Run it beside BenchmarkWalk.
+func BenchmarkWalkFloor(b *testing.B) {
+	const locations, perLoc, concurrency = 2000, 50, 32
+	latency := 20 * time.Millisecond
+	url, simPID := startSimProcess(b, locations, perLoc, latency)
+	ctx := context.Background()
+	client := pooledClient(concurrency)
+	form := strings.NewReader("grant_type=client_credentials&client_id=fleetd-demo&client_secret=fleetd-demo-secret")
+	resp, err := client.Post(url+"/oauth2/token", "application/x-www-form-urlencoded", form)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	get := func(path string, into any) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+path, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", path, resp.Status)
+		}
+		if into != nil {
+			return json.NewDecoder(resp.Body).Decode(into)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := get("/location/v1/locations?limit=10000", &list); err != nil {
+		b.Fatal(err)
+	}
+	if len(list.Data) != locations {
+		b.Fatalf("%d locations, want %d", len(list.Data), locations)
+	}
+	walk := func() {
+		work := make(chan string)
+		var wg sync.WaitGroup
+		for range concurrency {
+			wg.Go(func() {
+				for id := range work {
+					if err := get("/device/v1/locations/"+id+"/devices", nil); err != nil {
+						b.Error(err)
+					}
+				}
+			})
+		}
+		for _, l := range list.Data {
+			work <- l.ID
+		}
+		close(work)
+		wg.Wait()
+	}
+	walk() // warm-up: connections, the simulator's body cache
+	bound := time.Duration(locations) * latency / concurrency
+	b.ResetTimer()
+	start, cpu0, simCPU0 := time.Now(), cpuTime(), procCPUTime(b, simPID)
+	for range b.N {
+		walk()
+	}
+	wall := time.Since(start) / time.Duration(b.N)
+	cpu := (cpuTime() - cpu0) / time.Duration(b.N)
+	simCPU := (procCPUTime(b, simPID) - simCPU0) / time.Duration(b.N)
+	b.StopTimer()
+	b.ReportMetric(wall.Seconds(), "wall-s/walk")
+	b.ReportMetric(wall.Seconds()/bound.Seconds(), "x-latency-bound")
+	b.ReportMetric(cpu.Seconds(), "cpu-s/walk")
+	b.ReportMetric(simCPU.Seconds(), "sim-cpu-s/walk")
 }
 
 func cpuTime() time.Duration {

@@ -67,22 +67,11 @@ remediation:
 	if n := sc.Snapshot().DeviceCount(); n != locations*perLoc {
 		b.Fatalf("walked %d devices, want %d", n, locations*perLoc)
 	}
-	bound := time.Duration(locations) * latency / concurrency
-	b.ResetTimer()
-	start, cpu0, simCPU0 := time.Now(), cpuTime(), procCPUTime(b, simPID)
-	for range b.N {
+	measureWalks(b, simPID, time.Duration(locations)*latency/concurrency, func() {
 		if err := sc.WalkDevices(ctx); err != nil {
 			b.Fatal(err)
 		}
-	}
-	wall := time.Since(start) / time.Duration(b.N)
-	cpu := (cpuTime() - cpu0) / time.Duration(b.N)
-	simCPU := (procCPUTime(b, simPID) - simCPU0) / time.Duration(b.N)
-	b.StopTimer()
-	b.ReportMetric(wall.Seconds(), "wall-s/walk")
-	b.ReportMetric(wall.Seconds()/bound.Seconds(), "x-latency-bound")
-	b.ReportMetric(cpu.Seconds(), "cpu-s/walk")
-	b.ReportMetric(simCPU.Seconds(), "sim-cpu-s/walk")
+	})
 	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-rss-MiB")
 	runtime.GC()
 	var ms runtime.MemStats
@@ -166,7 +155,13 @@ func BenchmarkWalkFloor(b *testing.B) {
 		wg.Wait()
 	}
 	walk() // warm-up: connections, the simulator's body cache
-	bound := time.Duration(locations) * latency / concurrency
+	measureWalks(b, simPID, time.Duration(locations)*latency/concurrency, walk)
+}
+
+// measureWalks runs walk b.N times and reports per walk its wall time, the
+// ratio to the latency bound, this process's CPU time and the simulator's
+// (process simPID), which shares the cores.
+func measureWalks(b *testing.B, simPID int, bound time.Duration, walk func()) {
 	b.ResetTimer()
 	start, cpu0, simCPU0 := time.Now(), cpuTime(), procCPUTime(b, simPID)
 	for range b.N {

@@ -444,44 +444,36 @@ func (b *replicaBed) ledgerAttempts() map[string]ledgerAttempts {
 	}
 	defer conn.Close(ctx)
 	out := map[string]ledgerAttempts{}
-	rows, err := conn.Query(ctx, `SELECT device_id, max(attempts) FROM remediation_episodes WHERE fault = 'unhealthy' GROUP BY device_id`)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
+	// per runs a query of (device id, count) rows into out.
+	per := func(query string, set func(*ledgerAttempts, int)) {
+		rows, err := conn.Query(ctx, query)
+		if err != nil {
 			b.t.Fatal(err)
 		}
-		out[id] = ledgerAttempts{counted: n}
+		for rows.Next() {
+			var id string
+			var n int
+			if err := rows.Scan(&id, &n); err != nil {
+				b.t.Fatal(err)
+			}
+			l := out[id]
+			set(&l, n)
+			out[id] = l
+		}
+		if err := rows.Err(); err != nil {
+			b.t.Fatal(err)
+		}
 	}
-	if err := rows.Err(); err != nil {
-		b.t.Fatal(err)
-	}
+	per(`SELECT device_id, max(attempts) FROM remediation_episodes WHERE fault = 'unhealthy' GROUP BY device_id`,
+		func(l *ledgerAttempts, n int) { l.counted = n })
 	// An attempt whose command was never seen created (no polling or done
 	// record, ever) has an unknown outcome: recorded, then the replica died
 	// or the POST's answer was lost. (An attempt given back and made again
 	// has its number's later records.)
-	rows, err = conn.Query(ctx, `SELECT device_id, count(*) FROM (
+	per(`SELECT device_id, count(*) FROM (
 		SELECT device_id, attempt FROM remediation_history WHERE fault = 'unhealthy'
-		GROUP BY device_id, attempt HAVING bool_and(phase NOT IN ('polling', 'done'))) a GROUP BY device_id`)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			b.t.Fatal(err)
-		}
-		l := out[id]
-		l.unknown = n
-		out[id] = l
-	}
-	if err := rows.Err(); err != nil {
-		b.t.Fatal(err)
-	}
+		GROUP BY device_id, attempt HAVING bool_and(phase NOT IN ('polling', 'done'))) a GROUP BY device_id`,
+		func(l *ledgerAttempts, n int) { l.unknown = n })
 	return out
 }
 

@@ -164,6 +164,17 @@ type env struct {
 }
 
 // newEnv builds an engine over a fresh ledger in a temp dir, running.
+// openTestLedger opens the bbolt ledger at path, closed when t ends.
+func openTestLedger(t testing.TB, path string) *store.Bolt {
+	t.Helper()
+	l, err := OpenLedger(path)
+	if err != nil {
+		t.Fatalf("OpenLedger: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 func newEnv(t *testing.T, mutate func(*config.Remediation)) *env {
 	t.Helper()
 	p := testPolicy(t.TempDir())

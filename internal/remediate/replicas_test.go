@@ -23,11 +23,7 @@ import (
 // longer sees the location, neither forgets its episode nor touches it.
 func TestResyncTakesOverAnotherReplicasCommands(t *testing.T) {
 	p := testPolicy(t.TempDir())
-	ledger, err := OpenLedger(p.Ledger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ledger.Close() })
+	ledger := openTestLedger(t, p.Ledger)
 	clock := newClock()
 	cmd := newCommander(clock.Now)
 	var mu sync.Mutex
@@ -154,11 +150,7 @@ func TestFleetStormMeasuredAcrossReplicas(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := testPolicy(t.TempDir())
-			ledger, err := OpenLedger(p.Ledger)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ledger.Close() })
+			ledger := openTestLedger(t, p.Ledger)
 			clock := newClock()
 			cmd := newCommander(clock.Now)
 			e, err := New(Options{Policy: p, Commander: cmd, Ledger: ledger, Now: clock.Now, PollInterval: time.Millisecond,
@@ -192,11 +184,7 @@ func TestFleetStormMeasuredAcrossReplicas(t *testing.T) {
 // the device gets all of its max_attempts commands, not one fewer.
 func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
 	p := testPolicy(t.TempDir())
-	ledger, err := OpenLedger(p.Ledger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ledger.Close() })
+	ledger := openTestLedger(t, p.Ledger)
 	clock := newClock()
 	cmd := newCommander(clock.Now)
 	logs := &logBuffer{}
@@ -258,11 +246,7 @@ func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
 func TestLostLocationIsNotWrittenFromStaleMemory(t *testing.T) {
 	p := testPolicy(t.TempDir())
 	p.Cooldown = time.Minute
-	ledger, err := OpenLedger(p.Ledger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ledger.Close() })
+	ledger := openTestLedger(t, p.Ledger)
 	clock := newClock()
 	cmd := newCommander(clock.Now)
 	var mu sync.Mutex

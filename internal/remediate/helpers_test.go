@@ -175,6 +175,18 @@ func openTestLedger(t testing.TB, path string) *store.Bolt {
 	return l
 }
 
+// runEngine runs e until the returned stop is called or t ends, and
+// returns the context it runs in.
+func runEngine(t testing.TB, e *Engine) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return ctx, stop
+}
+
 func newEnv(t *testing.T, mutate func(*config.Remediation)) *env {
 	t.Helper()
 	p := testPolicy(t.TempDir())

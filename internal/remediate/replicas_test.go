@@ -36,12 +36,7 @@ func TestResyncTakesOverAnotherReplicasCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- e.Run(ctx) }()
-		var once sync.Once
-		stop := func() { once.Do(func() { cancel(); <-done }) }
-		t.Cleanup(stop)
+		_, stop := runEngine(t, e)
 		return e, stop
 	}
 	ctx := context.Background()
@@ -158,10 +153,7 @@ func TestFleetStormMeasuredAcrossReplicas(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- e.Run(ctx) }()
-			t.Cleanup(func() { cancel(); <-done })
+			ctx, _ := runEngine(t, e)
 			f := newFleet(map[string]int{"L1": 20, "L2": 30})
 			f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 10)
 			f.loc("L2").up = false
@@ -194,10 +186,7 @@ func TestNoPOSTAfterTheLeaseIsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ctx, _ := runEngine(t, e)
 	f := newFleet(map[string]int{"L1": 10})
 	f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 10)
 	dev := f.dev("L1", 0).ID
@@ -256,10 +245,7 @@ func TestLostLocationIsNotWrittenFromStaleMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ctx, _ := runEngine(t, e)
 	f := newFleet(map[string]int{"L1": 10})
 	f.fault("L1", 0, health.Unhealthy, t0.Add(-time.Hour), 10)
 	e.Observe(ctx, f.snap(clock.Now()))

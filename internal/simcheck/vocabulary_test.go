@@ -18,8 +18,12 @@ import (
 // internal/sim's TestVocabulary (which also proves it up to date).
 const vocabularyPath = "../sim/testdata/vocabulary.txt"
 
-// clientTypesPath is the file that declares the Bikeep client's enums.
-const clientTypesPath = "../clients/bikeep/types.go"
+// clientTypesPath is the file that declares the Bikeep client's enums;
+// recordEnumsPath declares the command names the client's constants name.
+const (
+	clientTypesPath = "../clients/bikeep/types.go"
+	recordEnumsPath = "../record/enums.go"
+)
 
 func loadVocabulary(t *testing.T) vocab.Vocabulary {
 	t.Helper()
@@ -34,18 +38,29 @@ func loadVocabulary(t *testing.T) vocab.Vocabulary {
 	return v
 }
 
-// clientConstants parses the client's types.go and returns its string
-// constants grouped by their declared type ("Cmd" for the untyped command
-// names), so that a constant added to the client is checked without this
-// test having to list it.
+// clientConstants parses the client's types.go (and record's enums.go,
+// which holds the command names) and returns their string constants
+// grouped by their declared type ("Cmd" for the untyped command names), so
+// that a constant added to the client is checked without this test having
+// to list it.
 func clientConstants(t *testing.T) map[string][]string {
 	t.Helper()
+	out := map[string][]string{}
+	for _, path := range []string{clientTypesPath, recordEnumsPath} {
+		addStringConstants(t, path, out)
+	}
+	return out
+}
+
+// addStringConstants adds the string-literal constants of the Go file at
+// path to out, by group.
+func addStringConstants(t *testing.T, path string, out map[string][]string) {
+	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, clientTypesPath, nil, 0)
+	f, err := parser.ParseFile(fset, path, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]string{}
 	for _, decl := range f.Decls {
 		gd, ok := decl.(*ast.GenDecl)
 		if !ok || gd.Tok != token.CONST {
@@ -69,7 +84,6 @@ func clientConstants(t *testing.T) map[string][]string {
 			}
 		}
 	}
-	return out
 }
 
 // TestClientConstantsAreTheReferences compares the Bikeep client's enum

@@ -194,16 +194,17 @@ func (t LocationType) Known() bool {
 }
 
 // Command names the API documents for POST /device/v1/devices/{id}/commands.
+// The compact record keeps them as a bit set and holds the one list.
 const (
-	CmdLock               = "lock"
-	CmdUnlock             = "unlock"
-	CmdBook               = "book"
-	CmdCancelBooking      = "cancel-booking"
-	CmdForceLock          = "force-lock"
-	CmdForceUnlock        = "force-unlock"
-	CmdForceCancelBooking = "force-cancel-booking"
-	CmdSyncDevice         = "sync-device"
-	CmdTakePhoto          = "take-photo"
+	CmdLock               = record.CmdLock
+	CmdUnlock             = record.CmdUnlock
+	CmdBook               = record.CmdBook
+	CmdCancelBooking      = record.CmdCancelBooking
+	CmdForceLock          = record.CmdForceLock
+	CmdForceUnlock        = record.CmdForceUnlock
+	CmdForceCancelBooking = record.CmdForceCancelBooking
+	CmdSyncDevice         = record.CmdSyncDevice
+	CmdTakePhoto          = record.CmdTakePhoto
 )
 
 // Time is a vendor timestamp. JSON null, a missing field and "" all decode to

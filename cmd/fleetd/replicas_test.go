@@ -113,6 +113,19 @@ func (l *sendLog) front(t *testing.T, replica int, h http.Handler) string {
 	return srv.URL
 }
 
+// sentBy is how many commands replica i has sent.
+func (l *sendLog) sentBy(i int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.sends {
+		if s.replica == i {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *sendLog) all() []send {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -487,15 +500,7 @@ func TestReplicaKilledWithCommandsInFlight(t *testing.T) {
 	all := []int{0, 1, 2}
 	b.balanced(all, 20*time.Second)
 	// Wait until replica 0 has commands in flight, then kill it.
-	waitUntil(t, "replica 0 sends commands", func() bool {
-		n := 0
-		for _, s := range b.log.all() {
-			if s.replica == 0 {
-				n++
-			}
-		}
-		return n >= 2
-	})
+	waitUntil(t, "replica 0 sends commands", func() bool { return b.log.sentBy(0) >= 2 })
 	b.reps[0].cmd.Process.Signal(syscall.SIGKILL)
 	b.reps[0].cmd.Wait()
 	killed := time.Now()
@@ -528,14 +533,7 @@ func TestReplicaPausedSendsNothingAfterWaking(t *testing.T) {
 	b := newReplicaBed(t, 3, 60, 4, setup)
 	all := []int{0, 1, 2}
 	b.balanced(all, 20*time.Second)
-	waitUntil(t, "replica 0 sends commands", func() bool {
-		for _, s := range b.log.all() {
-			if s.replica == 0 {
-				return true
-			}
-		}
-		return false
-	})
+	waitUntil(t, "replica 0 sends commands", func() bool { return b.log.sentBy(0) >= 1 })
 	p := b.reps[0].cmd.Process
 	if err := p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

@@ -116,6 +116,21 @@ func (s *scanner) peek() byte {
 // the walk's hottest code and an indirect call per member showed in
 // profiles.
 func (s *scanner) next(first bool) (name []byte, end, ok bool) {
+	// A compact body's member starts right here: `,"` (or `"` first),
+	// with the ':' right after the name.
+	if i := s.i; i+1 < len(s.b) {
+		if c := s.b[i]; c == ',' && !first && s.b[i+1] == '"' || c == '"' && first {
+			if c == ',' {
+				s.i++
+			}
+			name, ok = s.str()
+			if !ok || !s.eat(':') {
+				return nil, false, false
+			}
+			s.ws()
+			return name, false, true
+		}
+	}
 	c := s.peek()
 	if !first {
 		switch c {
@@ -182,13 +197,33 @@ func (s *scanner) unknown(mark int, name []byte) bool {
 func (s *scanner) str() ([]byte, bool) {
 	b := s.b
 	start := s.i + 1
-	j := start
+	// Whole words while the cap allows: the common string ends in one with
+	// no other mark before its quote and returns from inside the loop.
+	j, last := start, min(len(b)-8, start+limits.MaxNameBytes)
+	for ; j <= last; j += 8 {
+		if m := special8(load8(b, j)); m != 0 {
+			j += bits.TrailingZeros64(m) >> 3
+			if b[j] == '"' && j-start <= limits.MaxNameBytes {
+				s.i = j + 1
+				return b[start:j], true
+			}
+			break
+		}
+	}
+	return s.strTail(start, j)
+}
+
+// strTail goes on with the string str began at start from j, up to which
+// every byte is plain ASCII: the cap, non-ASCII bytes, the last eight
+// bytes of the body and every refusal are handled here, out of str's loop.
+func (s *scanner) strTail(start, j int) ([]byte, bool) {
+	b := s.b
 	for {
 		if j-start > limits.MaxNameBytes {
 			return nil, false // over the cap the full decoder shortens it and counts that
 		}
 		if j+8 <= len(b) {
-			m := special8(binary.LittleEndian.Uint64(b[j:]))
+			m := special8(load8(b, j))
 			if m == 0 {
 				j += 8
 				continue
@@ -217,6 +252,13 @@ func (s *scanner) str() ([]byte, bool) {
 			j += n
 		}
 	}
+}
+
+// load8 is the little-endian word at b[j:j+8]; callers have checked that
+// j+8 <= len(b). It skips the slice expression binary.LittleEndian would
+// need, whose checks were a third of str's loop.
+func load8(b []byte, j int) uint64 {
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), j))[:])
 }
 
 // special8 marks, in the high bit of its byte, each of the eight bytes in

@@ -124,7 +124,14 @@ func (s *scanner) next(first bool) (name []byte, end, ok bool) {
 				s.i++
 			}
 			name, ok = s.str()
-			if !ok || !s.eat(':') {
+			if !ok {
+				return nil, false, false
+			}
+			if i := s.i; i+1 < len(s.b) && s.b[i] == ':' && s.b[i+1] > ' ' {
+				s.i = i + 1
+				return name, false, true
+			}
+			if !s.eat(':') {
 				return nil, false, false
 			}
 			s.ws()
@@ -205,7 +212,7 @@ func (s *scanner) str() ([]byte, bool) {
 			j += bits.TrailingZeros64(m) >> 3
 			if b[j] == '"' && j-start <= limits.MaxNameBytes {
 				s.i = j + 1
-				return b[start:j], true
+				return sub(b, start, j), true
 			}
 			break
 		}
@@ -252,6 +259,13 @@ func (s *scanner) strTail(start, j int) ([]byte, bool) {
 			j += n
 		}
 	}
+}
+
+// sub is b[start:end] for 0 <= start <= end <= len(b), which callers
+// have established, without the checks and capacity arithmetic of a slice
+// expression; its capacity ends with it.
+func sub(b []byte, start, end int) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), start)), end-start)
 }
 
 // load8 is the little-endian word at b[j:j+8]; callers have checked that
@@ -391,6 +405,9 @@ func (s *scanner) skip(depth int) bool {
 
 // text reads a string or null (nil, true).
 func (s *scanner) text() ([]byte, bool) {
+	if s.i < len(s.b) && s.b[s.i] == '"' {
+		return s.str()
+	}
 	switch s.peek() {
 	case '"':
 		return s.str()

@@ -332,18 +332,7 @@ type deviceWalk struct {
 func (s *Scraper) WalkDevices(ctx context.Context) error {
 	o := s.options()
 	w := deviceWalk{start: s.now()}
-	var ids []string
-	ids, w.discovered, w.discErr = s.discover(ctx, o)
-	if o.Owns != nil {
-		ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !o.Owns(id) })
-		w.owned = make(map[string]bool, len(ids))
-		for _, id := range ids {
-			w.owned[id] = true
-		}
-	}
-	// The last good records are read (a copy) now, for the decoder to
-	// share what did not change; the walk reads no other fleet state.
-	w.results = s.fetchLocations(ctx, o, ids, s.previousDevices(ids))
+	w.results = s.fetchLocations(ctx, o, &w)
 	w.end = s.now()
 	snap, walkErr := s.applyDeviceWalk(o, &w)
 	if o.OnPublish != nil {
@@ -520,26 +509,16 @@ func (s *Scraper) carryLocked(o *Options, loc *LocationStatus, r locationResult,
 	return carried
 }
 
-// discover returns the ids to walk. When discovery is on and succeeds, the
-// discovered locations are returned too; when it fails, the previously known
-// locations are walked so a Location API outage does not blind fleetd.
+// discover lists the locations of the Location API, in its order and by
+// id. When it fails, the walk keeps to the locations known before, so a
+// Location API outage does not blind fleetd.
 func (s *Scraper) discover(ctx context.Context, o *Options) ([]string, map[string]bikeep.Location, error) {
-	if len(o.LocationIDs) > 0 {
-		return o.LocationIDs, nil, nil
-	}
 	rctx, cancel := s.requestContext(ctx, o.RequestTimeout)
 	locs, err := o.Devices.ListLocations(rctx)
 	cancel()
 	if err != nil {
 		s.log.Warn("location discovery failed; walking the locations known before", "err", err)
-		s.mu.Lock()
-		ids := make([]string, 0, len(s.locations))
-		for id := range s.locations {
-			ids = append(ids, id)
-		}
-		s.mu.Unlock()
-		sort.Strings(ids)
-		return ids, nil, err
+		return nil, nil, err
 	}
 	found := make(map[string]bikeep.Location, len(locs))
 	ids := make([]string, 0, len(locs))
@@ -577,27 +556,172 @@ func (s *Scraper) previousDevices(ids []string) [][]record.Device {
 	return prev
 }
 
-// fetchLocations gets every location's devices with bounded concurrency.
-func (s *Scraper) fetchLocations(ctx context.Context, o *Options, ids []string, prev [][]record.Device) []locationResult {
-	results := make([]locationResult, len(ids))
-	work := make(chan int)
-	var wg sync.WaitGroup
-	workers := min(o.Concurrency, len(ids))
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				results[i] = s.fetchLocation(ctx, o, ids[i], prev[i])
+// fetchLocations walks the locations of this walk, at most o.Concurrency
+// requests in flight, and fills w's discovery and ownership. Discovery
+// takes one worker's first turn while the others already walk the
+// locations known from the walks before: waiting for the list first put a
+// whole request's latency, and its decoding, in front of every walk. What
+// discovery adds is queued when it answers; what it no longer lists is not
+// started, and the result of one already started is dropped, so the walk
+// covers exactly the locations it would have after a serial discovery.
+func (s *Scraper) fetchLocations(ctx context.Context, o *Options, w *deviceWalk) []locationResult {
+	q := &locationQueue{owns: o.Owns}
+	discovering := len(o.LocationIDs) == 0
+	if discovering {
+		q.pending, q.ready = true, make(chan struct{})
+		q.add(s.knownLocations())
+	} else {
+		q.add(o.LocationIDs)
+	}
+	q.prev = s.previousDevices(q.ids)
+	var (
+		mu      sync.Mutex
+		results []locationResult
+		wg      sync.WaitGroup
+	)
+	// With discovery the first worker starts on it: the queue may be
+	// empty until it answers (the first walk knows no location).
+	workers := min(o.Concurrency, max(len(q.ids), 1))
+	if discovering {
+		workers = o.Concurrency
+	}
+	for n := range workers {
+		wg.Go(func() {
+			if n == 0 && discovering {
+				s.discoverInto(ctx, o, q)
 			}
-		}()
+			var mine []locationResult
+			for {
+				id, prev, ok := q.take()
+				if !ok {
+					break
+				}
+				mine = append(mine, s.fetchLocation(ctx, o, id, prev))
+			}
+			mu.Lock()
+			results = append(results, mine...)
+			mu.Unlock()
+		})
 	}
-	for i := range ids {
-		work <- i
-	}
-	close(work)
 	wg.Wait()
+	w.discovered, w.discErr = q.listed, q.err
+	if w.discovered != nil {
+		results = slices.DeleteFunc(results, func(r locationResult) bool {
+			_, listed := w.discovered[r.id]
+			return !listed
+		})
+	}
+	if o.Owns != nil {
+		w.owned = make(map[string]bool, len(results))
+		for _, r := range results {
+			w.owned[r.id] = true
+		}
+	}
 	return results
+}
+
+// discoverInto runs discovery for q. The other workers wait on its answer
+// once the known locations are taken, so it answers whatever happens: a
+// panic is a failed discovery, as it is a failed location in fetchLocation.
+func (s *Scraper) discoverInto(ctx context.Context, o *Options, q *locationQueue) {
+	var (
+		ids   []string
+		found map[string]bikeep.Location
+		err   error
+	)
+	defer func() {
+		if p := recover(); p != nil {
+			ids, found, err = nil, nil, fmt.Errorf("panic while discovering locations: %v", p)
+		}
+		q.discovered(ids, found, err, s.previousDevices)
+	}()
+	ids, found, err = s.discover(ctx, o)
+}
+
+// knownLocations are the locations of the fleet state, sorted: those a
+// walk starts on before discovery answers, and walks when it fails.
+func (s *Scraper) knownLocations() []string {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.locations))
+	for id := range s.locations {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// locationQueue hands a walk's workers their locations: first those known
+// before, then those discovery adds.
+type locationQueue struct {
+	owns func(string) bool
+	mu   sync.Mutex
+	ids  []string
+	prev [][]record.Device
+	next int
+	// pending is true until discovery answers, and ready is closed then.
+	pending bool
+	ready   chan struct{}
+	// listed is what discovery found (nil if it failed or did not run);
+	// err why it failed.
+	listed map[string]bikeep.Location
+	err    error
+}
+
+// add queues the ids this replica owns that are not queued yet. Callers
+// hold mu or own q alone.
+func (q *locationQueue) add(ids []string) {
+	queued := make(map[string]bool, len(q.ids))
+	for _, id := range q.ids {
+		queued[id] = true
+	}
+	for _, id := range ids {
+		if !queued[id] && (q.owns == nil || q.owns(id)) {
+			queued[id] = true
+			q.ids = append(q.ids, id)
+		}
+	}
+}
+
+// discovered queues what discovery found and releases the workers waiting
+// for it. On failure the known locations are all the walk has.
+func (q *locationQueue) discovered(ids []string, found map[string]bikeep.Location, err error, prev func([]string) [][]record.Device) {
+	q.mu.Lock()
+	q.listed, q.err = found, err
+	if err == nil && found != nil {
+		n := len(q.ids)
+		q.add(ids)
+		q.prev = append(q.prev, prev(q.ids[n:])...)
+	}
+	q.pending = false
+	q.mu.Unlock()
+	close(q.ready)
+}
+
+// take returns the next location to walk with its previous records, or
+// false once there is none and discovery has answered.
+func (q *locationQueue) take() (id string, prev []record.Device, ok bool) {
+	for {
+		q.mu.Lock()
+		for q.next < len(q.ids) {
+			i := q.next
+			q.next++
+			if q.listed != nil {
+				if _, listed := q.listed[q.ids[i]]; !listed {
+					continue // gone from the Location API
+				}
+			}
+			id, prev := q.ids[i], q.prev[i]
+			q.mu.Unlock()
+			return id, prev, true
+		}
+		pending := q.pending
+		q.mu.Unlock()
+		if !pending {
+			return "", nil, false
+		}
+		<-q.ready
+	}
 }
 
 func (s *Scraper) fetchLocation(ctx context.Context, o *Options, id string, prev []record.Device) (r locationResult) {

@@ -1,6 +1,8 @@
 package bikeep
 
 import (
+	"bytes"
+	"encoding/json"
 	"math/bits"
 	"strings"
 	"testing"
@@ -108,9 +110,44 @@ func TestFastPathTakesHealthyBodies(t *testing.T) {
 	}
 }
 
+// layouts are the reference list as the vendor may lay it out: as written,
+// compact (what the simulator sends, and the fast path's quickest case),
+// and compact but for a space after each ':' or each ','. Only structural
+// characters change: the fixture's strings hold none of them.
+func layouts(t testing.TB) map[string][]byte {
+	t.Helper()
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, fixture(t, "device_list.json")); err != nil {
+		t.Fatal(err)
+	}
+	c := compact.String()
+	return map[string][]byte{
+		"as written":           fixture(t, "device_list.json"),
+		"compact":              []byte(c),
+		"space after a colon":  []byte(strings.ReplaceAll(c, `":`, `": `)),
+		"space after a comma":  []byte(strings.ReplaceAll(c, `,"`, `, "`)),
+		"space before a colon": []byte(strings.ReplaceAll(c, `":`, `" :`)),
+	}
+}
+
+// Every layout of a healthy body takes the fast path, and reads as the full
+// decoder reads it.
+func TestFastPathTakesEveryLayout(t *testing.T) {
+	for name, body := range layouts(t) {
+		t.Run(name, func(t *testing.T) {
+			if !checkFast(t, body) {
+				t.Errorf("the fast path declined %.120q", body)
+			}
+		})
+	}
+}
+
 func FuzzFastPath(f *testing.F) {
 	seedCorpus(f, "device_list.json", "device.json")
 	f.Add([]byte(`{"data":[` + string(fixture(f, "device.json")) + `]}`))
+	for _, body := range layouts(f) {
+		f.Add(body)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkFast(t, b) })
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -220,5 +222,57 @@ func TestHandlerReportCopri(t *testing.T) {
 		if !strings.Contains(body, "fleet_devices{") || !strings.Contains(body, `fleetd_source_up{source="copri/freiburg"}`) {
 			t.Errorf("holder %v: fleet or source series missing", want)
 		}
+	}
+}
+
+// prometheusAccept is what Prometheus 3 sends with its default scrape
+// protocols.
+const prometheusAccept = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5," +
+	"application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3," +
+	"text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+
+// Warm encodes the formats scrapers negotiated, and only those: each costs
+// a fifth of a CPU-second per walk at 100,000 devices. A format nobody asked
+// for within formatIdle is no longer encoded ahead.
+func TestHandlerWarmsOnlyWhatIsScraped(t *testing.T) {
+	src := &staticSource{testSnapshot()}
+	h := NewHandler(handlerRegistry(t), src, false, nil)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	h.now = func() time.Time { return now }
+	warmed := func() []string {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		var got []string
+		for f := range h.encoded {
+			got = append(got, string(f))
+		}
+		slices.Sort(got)
+		return got
+	}
+
+	_, promFormat := serve(t, h, prometheusAccept)
+	next := testSnapshot()
+	h.Warm(next)
+	if got := warmed(); !slices.Equal(got, []string{promFormat}) {
+		t.Fatalf("after Prometheus's scrape Warm encoded %q, want only %q", got, promFormat)
+	}
+	src.snap = next
+	before := h.gathers
+	serve(t, h, prometheusAccept)
+	if h.gathers != before {
+		t.Fatal("the scrape after Warm encoded again")
+	}
+
+	_, textFormat := serve(t, h, "") // a person's curl
+	now = now.Add(formatIdle - time.Second)
+	h.Warm(testSnapshot())
+	if got, want := warmed(), []string{promFormat, textFormat}; !slices.Equal(got, want) {
+		t.Fatalf("with a person looking Warm encoded %q, want %q", got, want)
+	}
+	serve(t, h, prometheusAccept)
+	now = now.Add(2 * time.Second) // the person left formatIdle ago
+	h.Warm(testSnapshot())
+	if got := warmed(); !slices.Equal(got, []string{promFormat}) {
+		t.Fatalf("once the text format went unasked for %v Warm encoded %q, want only %q", formatIdle, got, promFormat)
 	}
 }

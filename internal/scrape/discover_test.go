@@ -36,17 +36,6 @@ func (o *overlapDevices) arm() {
 	o.wait, o.started, o.once = true, make(chan struct{}), new(sync.Once)
 }
 
-func (o *overlapDevices) enter() func() {
-	n := o.inFlight.Add(1)
-	for {
-		m := o.maxInFlight.Load()
-		if n <= m || o.maxInFlight.CompareAndSwap(m, n) {
-			break
-		}
-	}
-	return func() { o.inFlight.Add(-1) }
-}
-
 func (o *overlapDevices) ListLocations(ctx context.Context) ([]bikeep.Location, error) {
 	defer o.enter()()
 	o.discSeen.Add(1)

@@ -37,16 +37,22 @@ func (f *fakeDevices) ListLocations(ctx context.Context) ([]bikeep.Location, err
 	return append([]bikeep.Location(nil), f.locations...), nil
 }
 
-func (f *fakeDevices) ListLocationDevices(ctx context.Context, id string) ([]bikeep.Device, error) {
+// enter counts a request in flight, keeping the most seen at once, until
+// the returned function is called.
+func (f *fakeDevices) enter() (leave func()) {
 	n := f.inFlight.Add(1)
-	defer f.inFlight.Add(-1)
-	f.calls.Add(1)
 	for {
 		m := f.maxInFlight.Load()
 		if n <= m || f.maxInFlight.CompareAndSwap(m, n) {
 			break
 		}
 	}
+	return func() { f.inFlight.Add(-1) }
+}
+
+func (f *fakeDevices) ListLocationDevices(ctx context.Context, id string) ([]bikeep.Device, error) {
+	defer f.enter()()
+	f.calls.Add(1)
 	f.mu.Lock()
 	delay, err, devs, panicOn := f.delay, f.fail[id], f.devices[id], f.panicOn
 	f.mu.Unlock()

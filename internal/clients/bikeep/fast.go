@@ -116,49 +116,42 @@ func (s *scanner) peek() byte {
 // the walk's hottest code and an indirect call per member showed in
 // profiles.
 func (s *scanner) next(first bool) (name []byte, end, ok bool) {
-	// A compact body's member starts right here: `,"` (or `"` first),
-	// with the ':' right after the name.
-	if i := s.i; i+1 < len(s.b) {
-		if c := s.b[i]; c == ',' && !first && s.b[i+1] == '"' || c == '"' && first {
-			if c == ',' {
-				s.i++
-			}
-			name, ok = s.str()
-			if !ok {
-				return nil, false, false
-			}
-			if i := s.i; i+1 < len(s.b) && s.b[i] == ':' && s.b[i+1] > ' ' {
-				s.i = i + 1
-				return name, false, true
-			}
-			if !s.eat(':') {
-				return nil, false, false
-			}
-			s.ws()
-			return name, false, true
-		}
-	}
-	c := s.peek()
-	if !first {
-		switch c {
-		case ',':
+	// A compact body's member starts right here: `,"` (or `"` first).
+	if i := s.i; i+1 < len(s.b) && (first && s.b[i] == '"' || !first && s.b[i] == ',' && s.b[i+1] == '"') {
+		if !first {
 			s.i++
-			c = s.peek()
-		case '}':
+		}
+	} else {
+		c := s.peek()
+		if !first {
+			switch c {
+			case ',':
+				s.i++
+				c = s.peek()
+			case '}':
+				s.i++
+				return nil, true, true
+			default:
+				return nil, false, false
+			}
+		} else if c == '}' {
 			s.i++
 			return nil, true, true
-		default:
+		}
+		if c != '"' {
 			return nil, false, false
 		}
-	} else if c == '}' {
-		s.i++
-		return nil, true, true
-	}
-	if c != '"' {
-		return nil, false, false
 	}
 	name, ok = s.str()
-	if !ok || !s.eat(':') {
+	if !ok {
+		return nil, false, false
+	}
+	// Compact again: the ':' right after the name, the value right after it.
+	if i := s.i; i+1 < len(s.b) && s.b[i] == ':' && s.b[i+1] > ' ' {
+		s.i = i + 1
+		return name, false, true
+	}
+	if !s.eat(':') {
 		return nil, false, false
 	}
 	s.ws()

@@ -573,6 +573,8 @@ func (s *Scraper) fetchLocations(ctx context.Context, o *Options, w *deviceWalk)
 	} else {
 		q.add(o.LocationIDs)
 	}
+	// The last good records are read (a copy) now, for the decoder to
+	// share what did not change; the walk reads no other fleet state.
 	q.prev = s.previousDevices(q.ids)
 	var (
 		mu      sync.Mutex
@@ -688,7 +690,7 @@ func (q *locationQueue) add(ids []string) {
 func (q *locationQueue) discovered(ids []string, found map[string]bikeep.Location, err error, prev func([]string) [][]record.Device) {
 	q.mu.Lock()
 	q.listed, q.err = found, err
-	if err == nil && found != nil {
+	if err == nil {
 		n := len(q.ids)
 		q.add(ids)
 		q.prev = append(q.prev, prev(q.ids[n:])...)
